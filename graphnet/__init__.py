@@ -1,0 +1,17 @@
+"""graphnet: declare, train and ship neural networks on plain numpy.
+
+Read it top-down: ``spec`` (the YAML/JSON format) -> ``graph`` (checks and shapes) -> ``executor``
+(forward and backward) -> ``op``/``registry``/``ops`` (what runs) -> ``train`` (data, optimizers,
+the loop) -> ``modelfile`` (msgpack files) -> ``cli``.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .errors import GraphnetError
+from .graph import build_graph
+from .model import Model
+from .spec import Spec, load_spec, parse_spec
+
+__all__ = ["GraphnetError", "Model", "Spec", "build_graph", "load_spec", "parse_spec", "__version__"]

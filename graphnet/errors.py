@@ -1,0 +1,88 @@
+"""Typed errors. Every error graphnet raises on bad input is a ``GraphnetError``.
+
+An error knows *where* (the file, the dotted spec path such as ``nodes.fc2.inputs.x`` and the
+line in the file), *what* was received, and *how to fix it*. ``str(error)`` renders all of that on
+one line, which is what the CLI prints.
+"""
+
+from __future__ import annotations
+
+
+class GraphnetError(Exception):
+    """Base class of every error graphnet reports to a user."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        file: str | None = None,
+        line: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+        self.file = file
+        self.line = line
+        self.hint = hint
+
+    def located(self, *, file: str | None = None, line: int | None = None) -> "GraphnetError":
+        """Fill in the file and line where they are not known yet; returns self."""
+        if self.file is None:
+            self.file = file
+        if self.line is None:
+            self.line = line
+        return self
+
+    def __str__(self) -> str:
+        where = ""
+        if self.file is not None:
+            where = self.file + (f":{self.line}" if self.line is not None else "")
+        elif self.line is not None:
+            where = f"line {self.line}"
+        parts = []
+        if where:
+            parts.append(where)
+        if self.path:
+            parts.append(self.path)
+        text = ": ".join(parts + [self.message])
+        if self.hint:
+            text += f" ({self.hint})"
+        return text
+
+
+class SpecError(GraphnetError):
+    """The spec is malformed: unknown keys, bad values, bad references, cycles."""
+
+
+class ShapeError(SpecError):
+    """Static shape inference found inputs that do not fit together."""
+
+
+class OpError(GraphnetError):
+    """An op is unknown, misbehaves, or cannot be loaded."""
+
+
+class RegistryError(OpError):
+    """The op registry is inconsistent (two distributions claim the same op name)."""
+
+
+class PluginLoadError(OpError):
+    """A plugin's entry point failed to import."""
+
+
+class GradientError(GraphnetError):
+    """An op's backward returned gradients of the wrong count, shape or dtype."""
+
+
+class DataError(GraphnetError):
+    """A dataset is missing, corrupt, or does not match the spec's inputs."""
+
+
+class TrainingError(GraphnetError):
+    """Training cannot go on (for example the loss became non-finite)."""
+
+
+class ModelFileError(GraphnetError):
+    """A model file is unreadable, corrupt, or from an unsupported format version."""

@@ -1,0 +1,43 @@
+"""add: y = a + b."""
+
+from __future__ import annotations
+
+from ..errors import ShapeError
+from ..op import Op, OpAttrs
+
+
+class AddAttrs(OpAttrs):
+    """add takes no attributes."""
+
+
+class Add(Op):
+    """Elementwise sum of two inputs of the same shape: y = a + b (no broadcasting).
+
+    Gradients: da = dy, db = dy.
+    """
+
+    version = 1
+    inputs = ("a", "b")
+    Attrs = AddAttrs
+    example = {"attrs": {}, "inputs": {"a": (3, 4), "b": (3, 4)}}
+
+    def shape(self, attrs, a, b):
+        if tuple(a) != tuple(b):
+            raise ShapeError(
+                f"input a has per-sample shape {list(a)}, input b has {list(b)}; "
+                "add needs equal shapes",
+                hint="add a linear or reshape node so both inputs have the same shape",
+            )
+        return tuple(a)
+
+    def forward(self, attrs, ctx, a, b):
+        return a + b, None
+
+    def backward(self, attrs, saved, dy, wants):
+        grads = {}
+        # fresh arrays: the executor may accumulate into what we return (and a may be b)
+        if "a" in wants:
+            grads["a"] = dy.copy()
+        if "b" in wants:
+            grads["b"] = dy.copy()
+        return grads

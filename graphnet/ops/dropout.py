@@ -1,0 +1,52 @@
+"""dropout: y = x * mask / (1 - rate) while training, y = x otherwise."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ..op import Example, Op, OpAttrs
+
+
+class DropoutAttrs(OpAttrs):
+    rate: float = Field(0.5, ge=0, lt=1, description="fraction of the elements dropped in training")
+
+
+class Dropout(Op):
+    """Inverted dropout: y = x * m / (1 - rate) while training, y = x in evaluation.
+
+    m is drawn per element from the context's generator: m = 1 with probability 1 - rate, else 0.
+    Scaling by 1 / (1 - rate) keeps the expectation of y equal to x, so evaluation needs no
+    rescaling. Gradient: dx = dy * m / (1 - rate) in training, dy in evaluation.
+    """
+
+    version = 1
+    inputs = ("x",)
+    Attrs = DropoutAttrs
+    example = {"attrs": {"rate": 0.3}, "inputs": {"x": (3, 4)}}
+
+    def shape(self, attrs, x):
+        return tuple(x)
+
+    def forward(self, attrs, ctx, x):
+        if not ctx.training:
+            return x, None
+        keep = ctx.rng.random(x.shape) >= attrs.rate
+        scaled_mask = keep.astype(x.dtype) / x.dtype.type(1 - attrs.rate)
+        return x * scaled_mask, scaled_mask
+
+    def backward(self, attrs, saved, dy, wants):
+        scaled_mask = saved
+        grads = {}
+        if "x" in wants:
+            if scaled_mask is None:
+                # a fresh array: the executor may accumulate into what we return
+                grads["x"] = dy.copy()
+            else:
+                grads["x"] = dy * scaled_mask
+        return grads
+
+    def examples(self, rng):
+        return [
+            Example(attrs={"rate": 0.3}, inputs={"x": rng.standard_normal((3, 4))}, training=True),
+            Example(attrs={"rate": 0.3}, inputs={"x": rng.standard_normal((3, 4))}, training=False),
+        ]

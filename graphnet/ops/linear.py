@@ -1,0 +1,71 @@
+"""linear: y = x @ W + b."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from ..errors import ShapeError
+from ..op import Op, OpAttrs, Param
+
+
+class LinearAttrs(OpAttrs):
+    units: int = Field(gt=0, description="number of output features")
+    bias: bool = Field(True, description="add a learned bias b")
+    in_features: int | None = Field(
+        None, gt=0, description="expected input features; checked when the spec loads"
+    )
+    init: Literal["he_normal", "glorot_uniform", "lecun_normal", "zeros"] = Field(
+        "he_normal", description="initializer of W (b starts at zero)"
+    )
+
+
+class Linear(Op):
+    """Fully connected layer: y = x W + b, x of shape (N, in), W (in, units), b (units,).
+
+    Gradients (the original from-scratch implementation's derivation, batched):
+    dW = x^T dy, db = sum over the batch of dy, dx = dy W^T.
+    """
+
+    version = 1
+    inputs = ("x",)
+    Attrs = LinearAttrs
+    params = (
+        Param("w", shape=lambda attrs, shapes: (shapes["x"][-1], attrs.units),
+              init=lambda attrs: attrs.init),
+        Param("b", shape=lambda attrs, shapes: (attrs.units,), init="zeros",
+              enabled=lambda attrs: attrs.bias, decay=False),
+    )
+    example = {"attrs": {"units": 3}, "inputs": {"x": (4, 5)}}
+
+    def shape(self, attrs, x):
+        if len(x) != 1:
+            raise ShapeError(
+                f"input x has per-sample shape {list(x)}, linear needs a vector",
+                hint="put a flatten node before it",
+            )
+        if attrs.in_features is not None and x[0] != attrs.in_features:
+            raise ShapeError(
+                f"input x has {x[0]} features, weight expects {attrs.in_features}",
+                hint=f"set in_features to {x[0]} or fix the layer feeding it",
+            )
+        return (attrs.units,)
+
+    def forward(self, attrs, ctx, x, w, b=None):
+        y = x @ w
+        if b is not None:
+            y += b
+        return y, (x, w)
+
+    def backward(self, attrs, saved, dy, wants):
+        x, w = saved
+        grads = {}
+        if "w" in wants:
+            grads["w"] = x.T @ dy
+        if "b" in wants:
+            grads["b"] = dy.sum(axis=0)
+        if "x" in wants:
+            grads["x"] = dy @ w.T
+        return grads

@@ -1,0 +1,1 @@
+"""Training: data, optimizers, schedules and the training loop."""
