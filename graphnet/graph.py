@@ -10,6 +10,7 @@ The topological order is computed iteratively (Kahn's algorithm), never by recur
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +63,9 @@ class Graph:
 
     def shape_of(self, name: str) -> Shape:
         return self.inputs[name] if name in self.inputs else self.nodes[name].shape
+
+    def param_count(self) -> int:
+        return sum(math.prod(shape) for node in self.nodes.values() for shape in node.param_shapes.values())
 
     def op_versions(self) -> dict[str, int]:
         """Which version of each op this graph uses (recorded in model files)."""

@@ -88,6 +88,7 @@ class LayersSpec(StrictModel):
     init: Literal["he_normal", "glorot_uniform", "lecun_normal"] = "he_normal"
     loss: Literal["softmax_cross_entropy", "cross_entropy", "mse", "none"] = "softmax_cross_entropy"
     labels: Name | None = Field(None, description="the graph input holding the labels")
+    loss_attrs: dict[str, Any] = Field(default_factory=dict, description="attributes of the loss op")
 
     @model_validator(mode="after")
     def _labels_for_loss(self) -> "LayersSpec":
@@ -366,7 +367,9 @@ def expand_layers(layers: LayersSpec) -> dict[str, NodeSpec]:
             "mse": ("pred", "target"),
         }[layers.loss]
         assert layers.labels is not None  # checked by LayersSpec
-        nodes["loss"] = NodeSpec(op=layers.loss, inputs={roles[0]: previous, roles[1]: layers.labels})
+        nodes["loss"] = NodeSpec(
+            op=layers.loss, inputs={roles[0]: previous, roles[1]: layers.labels}, attrs=layers.loss_attrs
+        )
     return nodes
 
 

@@ -180,16 +180,15 @@ class SGD(Optimizer):
             raise TrainingError("nesterov needs momentum > 0")
         self.buffer_names = ("momentum",) if self.momentum != 0.0 else ()
         super().__init__(size, dtype, decay_mask, weight_decay)
-        self._g = np.empty(self.size, self.dtype)  # the (decayed) gradient, then the update
+        self._g = np.empty(self.size, self.dtype)  # the decayed gradient, then lr * update
         self._t = np.empty(self.size, self.dtype) if self.nesterov else None
 
     def _update(self, params: np.ndarray, grads: np.ndarray, lr: float) -> None:
-        g = self._g
+        g = grads
         if self._decay is not None:
+            g = self._g
             np.multiply(self._decay, params, out=g)
             g += grads
-        else:
-            np.copyto(g, grads)
         update = g
         if self.momentum != 0.0:
             v = self._momentum
@@ -197,12 +196,14 @@ class SGD(Optimizer):
             v *= self.momentum
             v += g
             if self.nesterov:
-                np.multiply(v, self.momentum, out=self._t)
-                g += self._t
+                update = self._t
+                np.multiply(v, self.momentum, out=update)
+                update += g
             else:
                 update = v
-        np.multiply(update, lr, out=g)
-        params -= g
+        step = self._g
+        np.multiply(update, lr, out=step)
+        params -= step
 
 
 class Adam(Optimizer):

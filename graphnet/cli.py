@@ -1,0 +1,321 @@
+"""The ``graphnet`` command line: thin typer commands that parse, call the library, print.
+
+Every command reports a bad input as one line on stderr (``graphnet: error: <file>:<line>: <path>:
+<what> (<how to fix>)``) and exits 1; ``--debug`` shows the traceback as well. Importing this
+module imports no op: ops load when a command needs them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from . import __version__
+from .errors import GraphnetError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Declare, train and ship neural networks on plain numpy.",
+)
+_state = {"debug": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"graphnet {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    _state["debug"] = debug
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.echo(f"graphnet: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    """Console-script entry point: runs the app, turning GraphnetErrors into one line."""
+    try:
+        app(standalone_mode=False)
+    except GraphnetError as error:
+        if _state["debug"]:
+            traceback.print_exc()
+        typer.echo(f"graphnet: error: {error}", err=True)
+        sys.exit(1)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except typer.Abort:
+        typer.echo("graphnet: aborted", err=True)
+        sys.exit(130)
+    except Exception as error:  # click usage errors and the like
+        import click
+
+        if isinstance(error, click.ClickException):
+            error.show()
+            sys.exit(error.exit_code)
+        if _state["debug"]:
+            raise
+        typer.echo(f"graphnet: internal error: {type(error).__name__}: {error} (rerun with --debug)", err=True)
+        sys.exit(2)
+
+
+# ----------------------------------------------------------------------------------------------
+# validate, schema, ops, gradcheck
+# ----------------------------------------------------------------------------------------------
+
+
+@app.command()
+def validate(
+    spec: Path = typer.Argument(..., help="Spec file (YAML or JSON)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a field: PATH=VALUE (repeatable)."),
+) -> None:
+    """Check a spec (structure, ops, roles, attributes, references, cycles, shapes) without running it."""
+    from .graph import build_graph
+    from .spec import load_spec
+
+    graph = build_graph(load_spec(spec, overrides=set_))
+    typer.echo(f"{spec}: ok — graph '{graph.spec.name}', {len(graph.nodes)} nodes, {graph.param_count():,} parameters")
+    for name, node in graph.nodes.items():
+        sources = ", ".join(f"{e.role}={e.source}" for e in node.edges)
+        typer.echo(f"  {name:<14} {node.op.name:<22} ({sources}) -> {list(node.shape)}")
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the spec format, with every registered op's attributes."""
+    from .schema import spec_json_schema
+
+    typer.echo(json.dumps(spec_json_schema(), indent=2))
+
+
+@app.command()
+def ops(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """List the registered ops: roles, attributes with defaults, version, distribution, doc."""
+    from .schema import describe_ops
+
+    described, problems = describe_ops()
+    if as_json:
+        typer.echo(json.dumps({"ops": described, "problems": problems}, indent=2))
+    else:
+        for item in described:
+            attrs = ", ".join(
+                f"{a['name']}" + ("" if a["required"] else f"={a['default']!r}") for a in item["attributes"]
+            )
+            params = ", ".join(item["params"]) or "-"
+            typer.echo(f"{item['name']} v{item['version']}  [{item['distribution']}]")
+            typer.echo(f"    {item['summary']}")
+            typer.echo(f"    inputs: {', '.join(item['inputs'])}   params: {params}   attrs: {attrs or '-'}")
+    for name, message in problems.items():
+        typer.echo(f"graphnet: error: {message}", err=True)
+    if problems:
+        raise typer.Exit(1)
+
+
+@app.command()
+def gradcheck(
+    spec: Optional[Path] = typer.Option(None, "--spec", help="Check a whole graph end to end instead."),
+    op: list[str] = typer.Option([], "--op", help="Check only these ops (repeatable)."),
+) -> None:
+    """Finite-difference gradient check (float64) of every registered op, or of a spec's graph."""
+    from . import gradcheck as gc
+
+    if spec is not None:
+        from .graph import build_graph
+        from .spec import load_spec
+
+        results = [gc.check_graph(build_graph(load_spec(spec)))]
+    else:
+        results = gc.check_registry(names=op or None)
+    failures: list[str] = []
+    typer.echo(f"{'target':<24} {'input/param':<14} {'max rel err':>11} {'checked':>8} {'kinks':>6}")
+    for result in results:
+        if result.error:
+            typer.echo(f"{result.target:<24} {'-':<14} {'ERROR':>11}")
+        for role in result.roles.values():
+            mark = "" if role.ok else "  FAIL"
+            typer.echo(f"{result.target:<24} {role.name:<14} {role.worst:>11.2e} {role.checked:>8} {role.skipped:>6}{mark}")
+        failures.extend(result.failures())
+    if failures:
+        for failure in failures:
+            typer.echo(f"graphnet: gradcheck failed: {failure}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"ok: {len(results)} checked, tolerance {gc.TOLERANCE:.0e}")
+
+
+# ----------------------------------------------------------------------------------------------
+# run and eval
+# ----------------------------------------------------------------------------------------------
+
+
+@app.command()
+def run(
+    spec: Path = typer.Argument(..., help="Spec file with a `train:` section."),
+    set_: list[str] = typer.Option([], "--set", help="Override a field: PATH=VALUE (repeatable), e.g. train.epochs=5."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Directory holding the dataset's files."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Model file to write (default: train.output)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Same as --set train.seed=N."),
+) -> None:
+    """Train a spec, evaluate on the test set, and write a model file."""
+    from .spec import load_spec
+    from .train.loop import train
+
+    overrides = list(set_) + ([f"train.seed={seed}"] if seed is not None else [])
+    loaded = load_spec(spec, overrides=overrides)
+    if loaded.train is None:
+        raise GraphnetError("the spec has no `train:` section", file=str(spec), path="train",
+                            hint="add one, see specs/mnist-mlp.yaml")
+    progress = _make_progress()
+    started = time.perf_counter()
+    try:
+        result = train(loaded, data_dir=data_dir, output=out, progress=progress)
+    finally:
+        progress.close()
+    _print_summary(result, time.perf_counter() - started)
+
+
+@app.command("eval")
+def eval_(
+    model: Path = typer.Argument(..., help="Model file written by `graphnet run`."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Directory holding the dataset's files."),
+    split: str = typer.Option("test", "--split", help="test or val."),
+) -> None:
+    """Evaluate a model file on its dataset's test (or validation) split, from the file alone."""
+    from .modelfile import load_model
+    from .train.data import load_data
+    from .train.loop import evaluate, resolve_roles
+
+    if split not in ("test", "val"):
+        raise GraphnetError(f"--split must be 'test' or 'val', received {split!r}")
+    loaded = load_model(model)
+    spec = loaded.model.spec
+    if spec.train is None:
+        raise GraphnetError("the model's spec has no `train:` section, so its dataset is unknown", file=str(model))
+    roles = resolve_roles(loaded.model.graph, spec.train)
+    data = load_data(spec.train.data, (roles.x, spec.inputs[roles.x]), (roles.y, spec.inputs[roles.y]),
+                     data_dir=data_dir)
+    part = data.test if split == "test" else data.val
+    if part is None:
+        raise GraphnetError("the spec holds out no validation split", hint="use --split test")
+    metrics = evaluate(loaded.model, part, roles)
+    typer.echo(f"{model}: {spec.name} on {split} ({len(part)} examples from {data.source})")
+    typer.echo(f"  loss {metrics['loss']:.4f}   error {metrics['error'] * 100:.2f}%   accuracy {metrics['accuracy'] * 100:.2f}%")
+    recorded = loaded.metrics.get(f"{split}_error")
+    if recorded is not None:
+        typer.echo(f"  recorded when trained: error {recorded * 100:.2f}%")
+
+
+# ----------------------------------------------------------------------------------------------
+# progress and the end-of-run table
+# ----------------------------------------------------------------------------------------------
+
+
+class _LineProgress:
+    """One plain line per epoch (stdout is not a terminal: logs, CI)."""
+
+    def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
+        self.epochs = epochs
+
+    def step(self, loss: float, samples: int) -> None:
+        pass
+
+    def epoch_end(self, log: Any, best: bool) -> None:
+        typer.echo(_epoch_line(log, self.epochs, best))
+
+    def close(self) -> None:
+        pass
+
+
+class _BarProgress(_LineProgress):
+    """A rich progress bar per epoch with the live loss and samples/s."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(
+            TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}  {task.fields[rate]:,.0f} samples/s"),
+            TimeRemainingColumn(), transient=True,
+        )
+        self.bar.start()
+        self.task = None
+
+    def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
+        self.epochs = epochs
+        self.started, self.samples, self.loss = time.perf_counter(), 0, 0.0
+        self.task = self.bar.add_task("", total=steps, epoch=f"{epoch}/{epochs}", loss=0.0, rate=0.0)
+
+    def step(self, loss: float, samples: int) -> None:
+        self.samples += samples
+        self.loss = loss if self.samples == samples else 0.98 * self.loss + 0.02 * loss
+        rate = self.samples / max(time.perf_counter() - self.started, 1e-9)
+        self.bar.update(self.task, advance=1, loss=self.loss, rate=rate)
+
+    def epoch_end(self, log: Any, best: bool) -> None:
+        self.bar.remove_task(self.task)
+        self.bar.console.print(_epoch_line(log, self.epochs, best), highlight=False)
+
+    def close(self) -> None:
+        self.bar.stop()
+
+
+def _make_progress() -> _LineProgress:
+    return _BarProgress() if sys.stdout.isatty() else _LineProgress()
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.2f}%"
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _epoch_line(log: Any, epochs: int, best: bool) -> str:
+    return (
+        f"epoch {log.epoch}/{epochs}  lr {log.lr:.3g}  train loss {log.train_loss:.4f}  "
+        f"val loss {_number(log.val_loss)}  val error {_percent(log.val_error)}  "
+        f"{log.seconds:.1f}s  {log.samples_per_second:,.0f} samples/s" + ("  *best" if best else "")
+    )
+
+
+def _print_summary(result: Any, seconds: float) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{result.model.spec.name}: training log")
+    for column in ("epoch", "lr", "train loss", "val loss", "val error", "seconds"):
+        table.add_column(column, justify="right")
+    for log in result.epochs:
+        mark = " *" if log.epoch == result.best_epoch else ""
+        table.add_row(f"{log.epoch}{mark}", f"{log.lr:.3g}", _number(log.train_loss), _number(log.val_loss),
+                      _percent(log.val_error), f"{log.seconds:.1f}")
+    console = Console(width=100)
+    console.print(table)
+    if result.stopped:
+        console.print(f"stopped: {result.stopped}")
+    best = f"best epoch {result.best_epoch} (val)" if result.best_epoch else "last epoch"
+    test = result.test
+    console.print(
+        f"test ({best}): loss {test['loss']:.4f}  error {test['error'] * 100:.2f}%  "
+        f"accuracy {test['accuracy'] * 100:.2f}%", highlight=False,
+    )
+    console.print(f"model file: {result.output}   total {seconds:.1f}s", highlight=False)
+
+
+if __name__ == "__main__":
+    main()

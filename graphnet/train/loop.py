@@ -1,0 +1,241 @@
+"""The training loop behind ``graphnet run``: epochs of shuffled mini-batches, validation after
+each epoch, best-on-validation parameters kept, early stopping, a NaN/Inf guard, and a model file
+that always holds the best parameters so far.
+
+Reproducibility: the model's initial parameters come from ``seed``; epoch ``e`` shuffles with a
+generator seeded by ``(seed, e)``; dropout draws from ``(seed, step, node)``. Same spec, same seed,
+same machine: bit-identical parameters and log.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..errors import SpecError, TrainingError
+from ..graph import Graph, build_graph
+from ..model import Model
+from ..modelfile import save_model
+from ..spec import Spec, TrainSpec
+from .data import Data, Split, load_data, shuffled_batches
+from .optim import make_optimizer
+from .schedule import learning_rate
+
+EVAL_BATCH = 1000
+
+
+@dataclass
+class EpochLog:
+    epoch: int  # 1-based
+    lr: float
+    train_loss: float
+    val_loss: float | None
+    val_error: float | None
+    seconds: float
+    samples_per_second: float
+
+
+@dataclass
+class RunResult:
+    model: Model
+    epochs: list[EpochLog]
+    best_epoch: int | None
+    test: dict[str, float]
+    output: Path
+    stopped: str | None = None  # "early stopping" | "interrupted" | None
+    data_source: str = ""
+    seconds: float = 0.0
+
+    def log_dict(self) -> dict[str, Any]:
+        return {
+            "epochs": [asdict(e) for e in self.epochs],
+            "best_epoch": self.best_epoch,
+            "stopped": self.stopped,
+            "data": self.data_source,
+            "seconds": self.seconds,
+        }
+
+
+class Progress(Protocol):
+    """What the loop reports while it runs (the CLI draws bars or prints lines)."""
+
+    def epoch_start(self, epoch: int, epochs: int, steps: int) -> None: ...
+    def step(self, loss: float, samples: int) -> None: ...
+    def epoch_end(self, log: EpochLog, best: bool) -> None: ...
+
+
+class Silent:
+    def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
+        pass
+
+    def step(self, loss: float, samples: int) -> None:
+        pass
+
+    def epoch_end(self, log: EpochLog, best: bool) -> None:
+        pass
+
+
+@dataclass
+class Roles:
+    """Which graph input gets the examples and which the labels; which node is the loss and
+    which node's argmax is the prediction."""
+
+    x: str
+    y: str
+    loss: str
+    predict: str
+
+
+def resolve_roles(graph: Graph, train: TrainSpec) -> Roles:
+    spec = graph.spec
+    if train.loss not in graph.nodes:
+        raise spec.error(("train", "loss"), f"loss node '{train.loss}' is not a node",
+                         hint="known nodes: " + ", ".join(graph.nodes))
+    loss_node = graph.nodes[train.loss]
+    if not loss_node.op.reduces_batch:
+        raise spec.error(("train", "loss"), f"node '{train.loss}' (op {loss_node.op.name}) is not a loss",
+                         hint="name a node whose op reduces the batch to one number")
+    predict = train.predict or loss_node.edges[0].source
+    if predict not in graph.nodes:
+        raise spec.error(("train", "predict"), f"'{predict}' is not a node",
+                         hint="known nodes: " + ", ".join(graph.nodes))
+    inputs = list(graph.inputs)
+    floats = [n for n in inputs if graph.input_dtypes[n].startswith("float")]
+    x = train.data.x or (floats[0] if floats else inputs[0])
+    others = [n for n in inputs if n != x]
+    y = train.data.y or (others[0] if others else None)
+    for key, name in (("x", x), ("y", y)):
+        if name is None or name not in graph.inputs:
+            raise spec.error(("train", "data", key), f"no graph input for the {'examples' if key == 'x' else 'labels'}: {name!r}",
+                             hint="inputs: " + ", ".join(inputs))
+    return Roles(x=x, y=y, loss=train.loss, predict=predict)
+
+
+def evaluate(model: Model, split: Split, roles: Roles, batch_size: int = EVAL_BATCH) -> dict[str, float]:
+    """Mean loss, error and accuracy of ``model`` on ``split`` (eval mode, no dropout)."""
+    total_loss = 0.0
+    wrong = 0
+    for start in range(0, len(split), batch_size):
+        x = split.x[start : start + batch_size]
+        y = split.y[start : start + batch_size]
+        out = model.forward({roles.x: x, roles.y: y}, (roles.loss, roles.predict))
+        total_loss += float(out[roles.loss]) * len(x)
+        predicted = np.argmax(out[roles.predict].reshape(len(x), -1), axis=1)
+        truth = y if y.ndim == 1 else np.argmax(y.reshape(len(y), -1), axis=1)
+        wrong += int(np.count_nonzero(predicted != truth))
+    n = max(len(split), 1)
+    return {"loss": total_loss / n, "error": wrong / n, "accuracy": 1 - wrong / n}
+
+
+def train(
+    spec: Spec,
+    *,
+    data_dir: str | None = None,
+    output: str | Path | None = None,
+    progress: Progress | None = None,
+    data: Data | None = None,
+) -> RunResult:
+    """Train ``spec`` as its ``train:`` section says; returns the model with its best parameters."""
+    if spec.train is None:
+        raise SpecError("the spec has no `train:` section", path="train", file=spec.file,
+                        hint="add one (see specs/mnist-mlp.yaml)")
+    progress = progress or Silent()
+    cfg = spec.train
+    graph = build_graph(spec)
+    roles = resolve_roles(graph, cfg)
+    output = Path(output or cfg.output or f"runs/{spec.name}.gnm")
+    if data is None:
+        data = load_data(
+            cfg.data,
+            (roles.x, spec.inputs[roles.x]),
+            (roles.y, spec.inputs[roles.y]),
+            data_dir=data_dir,
+            spec_dir=Path(spec.file).parent if spec.file else None,
+        )
+    model = Model(graph, seed=cfg.seed)
+    optimizer = make_optimizer(cfg.optimizer, model.size, model.dtype, model.decay_mask)
+    epochs = cfg.total_epochs()
+    steps_per_epoch = -(-len(data.train) // cfg.batch_size)
+    monitor = cfg.keep_best.metric if cfg.keep_best else None
+    best_value, best_epoch, best_params = None, None, model.flat_params.copy()
+    history: list[EpochLog] = []
+    stopped = None
+    started = time.perf_counter()
+    global_step = 0
+    result = RunResult(model, history, None, {}, output, data_source=data.source)
+    try:
+        for epoch in range(epochs):
+            progress.epoch_start(epoch + 1, epochs, steps_per_epoch)
+            t0 = time.perf_counter()
+            rng = np.random.default_rng([cfg.seed, epoch])
+            loss_sum, seen = 0.0, 0
+            lr = cfg.optimizer.lr
+            for step, (xb, yb) in enumerate(shuffled_batches(data.train.x, data.train.y, cfg.batch_size, rng)):
+                lr = learning_rate(cfg.schedule, cfg.optimizer.lr, epoch, step, steps_per_epoch, epochs)
+                batch = {roles.x: xb, roles.y: yb}
+                loss = float(model.forward(batch, (roles.loss,), training=True, step=global_step)[roles.loss])
+                model.backward(roles.loss)
+                # NaN guard: one sum over the flat gradient buffer catches any NaN or Inf.
+                if not (np.isfinite(loss) and np.isfinite(np.sum(model.flat_grads))):
+                    raise _locate_non_finite(model, batch, roles, epoch, step, global_step, output)
+                optimizer.step(model.flat_params, model.flat_grads, lr)
+                loss_sum += loss * len(xb)
+                seen += len(xb)
+                global_step += 1
+                progress.step(loss, len(xb))
+            seconds = time.perf_counter() - t0
+            val = evaluate(model, data.val, roles) if data.val is not None and len(data.val) else None
+            log = EpochLog(
+                epoch=epoch + 1, lr=lr, train_loss=loss_sum / max(seen, 1),
+                val_loss=val["loss"] if val else None, val_error=val["error"] if val else None,
+                seconds=seconds, samples_per_second=seen / max(seconds, 1e-9),
+            )
+            history.append(log)
+            improved = False
+            if monitor and val is not None:
+                value = val[monitor.removeprefix("val_")]
+                if monitor == "val_accuracy":
+                    value = -value
+                if best_value is None or value < best_value:
+                    best_value, best_epoch, improved = value, epoch + 1, True
+                    best_params[...] = model.flat_params
+                    result.best_epoch = best_epoch
+                    result.seconds = time.perf_counter() - started
+                    save_model(output, model, log=result.log_dict())
+            progress.epoch_end(log, improved)
+            patience = cfg.keep_best.patience if cfg.keep_best else None
+            if patience and best_epoch is not None and epoch + 1 - best_epoch >= patience:
+                stopped = "early stopping"
+                break
+    except KeyboardInterrupt:
+        stopped = "interrupted"
+    if best_epoch is not None:
+        model.flat_params[...] = best_params
+    result.best_epoch = best_epoch
+    result.stopped = stopped
+    result.test = evaluate(model, data.test, roles)
+    result.seconds = time.perf_counter() - started
+    save_model(output, model, log=result.log_dict(), metrics={f"test_{k}": v for k, v in result.test.items()})
+    return result
+
+
+def _locate_non_finite(model: Model, batch, roles: Roles, epoch: int, step: int, global_step: int,
+                       output: Path) -> TrainingError:
+    """Re-run the failed step with checks on to name the first node that went non-finite."""
+    where = f"epoch {epoch + 1}, step {step + 1}"
+    try:
+        model.forward(batch, (roles.loss,), training=True, step=global_step, check_finite=True)
+        model.backward(roles.loss, check_finite=True)
+    except TrainingError as error:
+        detail = error.message
+    else:
+        detail = "the loss or a gradient is not finite"
+    kept = f"the last good model file {output} is untouched" if output.exists() else "no model file was written"
+    return TrainingError(
+        f"training diverged at {where}: {detail}; {kept}",
+        hint="lower the learning rate (--set train.optimizer.lr=...) or check the data scaling",
+    )
