@@ -177,8 +177,10 @@ def train(
             for step, (xb, yb) in enumerate(shuffled_batches(data.train.x, data.train.y, cfg.batch_size, rng)):
                 lr = learning_rate(cfg.schedule, cfg.optimizer.lr, epoch, step, steps_per_epoch, epochs)
                 batch = {roles.x: xb, roles.y: yb}
-                loss = float(model.forward(batch, (roles.loss,), training=True, step=global_step)[roles.loss])
-                model.backward(roles.loss)
+                # Overflow shows up as Inf/NaN, which the guard below reports with its location.
+                with np.errstate(over="ignore", invalid="ignore"):
+                    loss = float(model.forward(batch, (roles.loss,), training=True, step=global_step)[roles.loss])
+                    model.backward(roles.loss)
                 # NaN guard: one sum over the flat gradient buffer catches any NaN or Inf.
                 if not (np.isfinite(loss) and np.isfinite(np.sum(model.flat_grads))):
                     raise _locate_non_finite(model, batch, roles, epoch, step, global_step, output)
@@ -228,8 +230,9 @@ def _locate_non_finite(model: Model, batch, roles: Roles, epoch: int, step: int,
     """Re-run the failed step with checks on to name the first node that went non-finite."""
     where = f"epoch {epoch + 1}, step {step + 1}"
     try:
-        model.forward(batch, (roles.loss,), training=True, step=global_step, check_finite=True)
-        model.backward(roles.loss, check_finite=True)
+        with np.errstate(over="ignore", invalid="ignore"):
+            model.forward(batch, (roles.loss,), training=True, step=global_step, check_finite=True)
+            model.backward(roles.loss, check_finite=True)
     except TrainingError as error:
         detail = error.message
     else:

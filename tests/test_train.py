@@ -1,0 +1,203 @@
+"""The training loop and `graphnet run` / `graphnet eval`: real MNIST, determinism, best-on-val,
+early stopping, Ctrl-C, the NaN guard, --set errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from graphnet import load_spec
+from graphnet.errors import GraphnetError, TrainingError
+from graphnet.modelfile import load_model
+from graphnet.train.loop import Silent, train
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = ROOT / "specs"
+
+
+def mnist_dir() -> str:
+    """$GRAPHNET_DATA, else ../shared/data next to the repository (as in CI)."""
+    found = os.environ.get("GRAPHNET_DATA") or str(ROOT.parent / "shared" / "data")
+    if not (Path(found) / "mnist").is_dir():
+        pytest.fail(f"MNIST not found under {found}: set GRAPHNET_DATA to the folder holding mnist/")
+    return found
+
+
+def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "GRAPHNET_DATA": mnist_dir(), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "graphnet.cli", *args], capture_output=True, text=True, env=full_env,
+        cwd=ROOT, timeout=600,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Small synthetic data (npz): fast, and every property can be forced
+# ----------------------------------------------------------------------------------------------
+
+SYNTH_SPEC = """
+format: 1
+name: synth
+inputs:
+  x: {{shape: [8]}}
+  y: {{shape: [], dtype: int64}}
+layers: {{input: x, sizes: [8, 16, 3], labels: y, dropout: 0.1}}
+train:
+  data: {{dataset: npz, path: {path}, validation: 60, preprocess: {{scale: false, flatten: false}}}}
+  batch_size: 16
+  epochs: 6
+  seed: 3
+  optimizer: {{type: sgd, lr: 0.1, momentum: 0.9}}
+  output: {out}
+"""
+
+
+@pytest.fixture
+def synth(tmp_path):
+    rng = np.random.default_rng(0)
+    centers = rng.standard_normal((3, 8)) * 3
+
+    def make(n):
+        y = rng.integers(0, 3, n)
+        return (centers[y] + rng.standard_normal((n, 8))).astype(np.float32), y
+
+    x_train, y_train = make(300)
+    x_test, y_test = make(100)
+    path = tmp_path / "synth.npz"
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+
+    def spec_file(overrides=(), out="model.gnm"):
+        file = tmp_path / "synth.yaml"
+        file.write_text(SYNTH_SPEC.format(path=path, out=tmp_path / out))
+        return load_spec(file, overrides=list(overrides))
+
+    return spec_file
+
+
+def test_synthetic_run_learns_and_file_reproduces_metrics(synth, tmp_path):
+    result = train(synth())
+    assert result.test["error"] < 0.05
+    assert len(result.epochs) == 6
+    assert result.best_epoch is not None
+    loaded = load_model(result.output)
+    assert np.array_equal(loaded.model.flat_params, result.model.flat_params)
+    assert loaded.metrics["test_error"] == result.test["error"]
+    assert [e["epoch"] for e in loaded.log["epochs"]] == [1, 2, 3, 4, 5, 6]
+
+
+def test_same_seed_is_bit_identical_and_other_seed_differs(synth):
+    first = train(synth(out="a.gnm"))
+    second = train(synth(out="b.gnm"))
+    assert np.array_equal(first.model.flat_params, second.model.flat_params)
+    strip = lambda r: [(e.epoch, e.lr, e.train_loss, e.val_loss, e.val_error) for e in r.epochs]  # noqa: E731
+    assert strip(first) == strip(second)
+    other = train(synth(["train.seed=4"], out="c.gnm"))
+    assert not np.array_equal(first.model.flat_params, other.model.flat_params)
+
+
+def test_best_on_validation_parameters_are_kept(synth):
+    result = train(synth())
+    best = result.epochs[result.best_epoch - 1]
+    assert best.val_error == min(e.val_error for e in result.epochs)
+    # the model holds the best epoch's parameters: its validation error is the best one
+    from graphnet.train.loop import evaluate, resolve_roles
+    from graphnet.train.data import load_data
+
+    spec = result.model.spec
+    roles = resolve_roles(result.model.graph, spec.train)
+    data = load_data(spec.train.data, ("x", spec.inputs["x"]), ("y", spec.inputs["y"]))
+    assert evaluate(result.model, data.val, roles)["error"] == best.val_error
+
+
+def test_early_stopping_with_patience(synth):
+    # a learning rate so small nothing changes: validation never improves after epoch 1
+    result = train(synth(["train.optimizer.lr=1e-12", "train.optimizer.momentum=0",
+                          "train.keep_best.patience=2"]))
+    assert result.stopped == "early stopping"
+    assert len(result.epochs) == 3
+    assert result.best_epoch == 1
+
+
+def test_piecewise_schedule_is_logged_per_epoch(synth):
+    result = train(synth(["train.epochs=null", "train.schedule=[{epochs: 2, lr: 0.1}, {epochs: 1, lr: 0.01}]"]))
+    assert [e.lr for e in result.epochs] == [0.1, 0.1, 0.01]
+
+
+def test_ctrl_c_saves_best_so_far(synth):
+    class Interrupt(Silent):
+        def __init__(self):
+            self.steps = 0
+
+        def step(self, loss, samples):
+            self.steps += 1
+            if self.steps == 20:  # in epoch 2 (15 steps per epoch)
+                raise KeyboardInterrupt
+
+    result = train(synth(), progress=Interrupt())
+    assert result.stopped == "interrupted"
+    assert len(result.epochs) == 1 and result.best_epoch == 1
+    loaded = load_model(result.output)
+    assert loaded.log["stopped"] == "interrupted"
+    assert np.array_equal(loaded.model.flat_params, result.model.flat_params)
+
+
+def test_nan_guard_names_epoch_step_node_and_keeps_file(synth, tmp_path):
+    out = tmp_path / "model.gnm"
+    out.write_bytes(b"last good model")
+    with pytest.raises(TrainingError) as caught:
+        train(synth(["train.optimizer.lr=1e30"]))
+    message = str(caught.value)
+    assert "epoch 1, step" in message
+    assert "node '" in message
+    assert "untouched" in message
+    assert out.read_bytes() == b"last good model"
+
+
+def test_spec_without_train_section(tmp_path):
+    file = tmp_path / "s.yaml"
+    file.write_text("name: n\ninputs: {x: {shape: [2]}}\nnodes: {r: {op: relu, inputs: {x: x}}}\n")
+    with pytest.raises(GraphnetError, match="no `train:` section"):
+        train(load_spec(file))
+
+
+def test_loss_must_be_a_loss(synth):
+    with pytest.raises(GraphnetError, match="is not a loss"):
+        train(synth(["train.loss=fc2"]))
+
+
+# ----------------------------------------------------------------------------------------------
+# Real MNIST through the CLI
+# ----------------------------------------------------------------------------------------------
+
+
+def test_short_real_mnist_run_and_eval_from_file(tmp_path):
+    out = tmp_path / "short.gnm"
+    run = cli("run", str(SPECS / "seed-softmax.yaml"), "--out", str(out),
+              "--set", "train.data.limit=6000", "--set", "train.data.validation=1000",
+              "--set", "train.schedule=[{epochs: 2, lr: 0.05}]", "--set", "train.optimizer.momentum=0.9")
+    assert run.returncode == 0, run.stderr
+    assert "epoch 2/2" in run.stdout
+    test_line = [line for line in run.stdout.splitlines() if line.startswith("test (")][0]
+    error = float(test_line.split("error ")[1].split("%")[0])
+    assert error < 10.0  # 5,000 training examples, 2 epochs: about 6% measured
+    evaluated = cli("eval", str(out))
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert f"error {error:.2f}%" in evaluated.stdout
+
+
+def test_set_errors_point_at_the_flag():
+    bad = cli("run", str(SPECS / "seed-softmax.yaml"), "--set", "train.optimizer.lr=-1")
+    assert bad.returncode == 1
+    assert bad.stderr.count("\n") == 1
+    assert "--set train.optimizer.lr=-1" in bad.stderr and "greater than 0" in bad.stderr
+    typo = cli("run", str(SPECS / "seed-softmax.yaml"), "--set", "train.epochz=3")
+    assert typo.returncode == 1
+    assert "did you mean 'epochs'" in typo.stderr
+    malformed = cli("run", str(SPECS / "seed-softmax.yaml"), "--set", "train.epochs")
+    assert malformed.returncode == 1 and "PATH=VALUE" in malformed.stderr
+    assert "Traceback" not in bad.stderr + typo.stderr + malformed.stderr
