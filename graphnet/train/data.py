@@ -5,7 +5,8 @@
     mnist, fashion-mnist   the four IDX files of a named dataset, searched for in a list of
                            directories (``search_dirs``) and downloaded into the cache if absent
     idx                    four IDX files of your own (``files:``, relative to ``path:``)
-    npz                    one .npz file holding x_train, y_train, x_test, y_test (``keys:`` renames)
+    npz                    one .npz file holding x_train, y_train, x_test, y_test (or the
+                           names in ``keys:``)
 
 then, in this order:
 
@@ -20,12 +21,14 @@ then, in this order:
 and finally checks every split's per-example shape and dtype against the graph inputs the
 examples and labels feed, so a mismatch is reported before training starts, with the fix.
 
-The named-dataset search order (first directory holding all four files wins; each file may be
-gzipped, as NAME.gz)::
+The named-dataset search order (the first directory holding all four files wins; each file may
+be gzipped, as NAME.gz)::
 
-    1. --data-dir                     4. $GRAPHNET_CACHE/<name>  (default ~/.cache/graphnet/<name>)
-    2. train.data.path (relative to the spec file)   5. /usr/share/datasets/<name>  (Debian)
+    1. --data-dir
+    2. train.data.path              (relative to the spec file's directory)
     3. $GRAPHNET_DATA/<name>
+    4. $GRAPHNET_CACHE/<name>       (default ~/.cache/graphnet/<name>; downloads go here)
+    5. /usr/share/datasets/<name>   (Debian's dataset-fashion-mnist installs there)
 
 Only downloads are checked against the pinned SHA-256 of the decompressed files (files already on
 disk may be your own); every IDX file's structure is always checked. Nothing is ever unpickled.
@@ -109,6 +112,8 @@ IDX_DTYPES = {
     0x0D: np.dtype(">f4"),
     0x0E: np.dtype(">f8"),
 }
+FLATTEN = "train.data.preprocess.flatten"
+ONE_HOT = "train.data.preprocess.one_hot"
 IDX_HINT = "an IDX file starts with 00 00, a type code (08 = uint8) and the number of dimensions"
 
 
@@ -378,7 +383,8 @@ def _read_idx_dataset(spec: DataSpec, spec_dir: Path):
                 f"dataset: idx without `files:` looks for the standard file names in {base}, "
                 f"but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not there",
                 path="train.data.files",
-                hint="list your files: files: {x_train: ..., y_train: ..., x_test: ..., y_test: ...}",
+                hint="list your files: "
+                "files: {x_train: ..., y_train: ..., x_test: ..., y_test: ...}",
             )
     else:
         absent = [role for role in IDX_FILES if role not in spec.files]
@@ -444,29 +450,21 @@ def _read_npz_dataset(spec: DataSpec, spec_dir: Path):
     return train, test, str(file)
 
 
-def _load_npz(file: Path, names: dict[str, str], where: str, renamed: bool) -> dict[str, np.ndarray]:
+def _load_npz(
+    file: Path, names: dict[str, str], where: str, renamed: bool
+) -> dict[str, np.ndarray]:
     """role -> array, read from the .npz ``file`` without ever unpickling."""
     try:
-        archive = np.load(file, allow_pickle=False)
+        handle = open(file, "rb")
     except OSError as error:
         raise DataError(
             f"cannot read {file}: {error.strerror or error}",
             path=where,
             hint="check the path (relative paths start at the spec file's directory)",
         ) from None
-    except (ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise DataError(
-            f"{file} is not a readable .npz file: {error}",
-            path=where,
-            hint="write it with numpy.savez(file, x_train=..., y_train=..., ...)",
-        ) from None
-    if isinstance(archive, np.ndarray):
-        raise DataError(
-            f"{file} holds a single array (.npy), not an .npz archive of named arrays",
-            path=where,
-            hint="write it with numpy.savez(file, x_train=..., y_train=..., ...)",
-        )
-    with archive:
+    # NOTE: we open the file ourselves: np.load leaks its own handle when the zip is corrupt.
+    with handle:
+        archive = _open_npz(handle, file, where)
         present = sorted(archive.files)
         missing = [f"'{name}'" for name in names.values() if name not in present]
         if missing:
@@ -479,6 +477,24 @@ def _load_npz(file: Path, names: dict[str, str], where: str, renamed: bool) -> d
                 + "}",
             )
         return {role: _npz_array(archive, name, file, where) for role, name in names.items()}
+
+
+def _open_npz(handle, file: Path, where: str):
+    try:
+        archive = np.load(handle, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        raise DataError(
+            f"{file} is not a readable .npz file: {error}",
+            path=where,
+            hint="write it with numpy.savez(file, x_train=..., y_train=..., ...)",
+        ) from None
+    if isinstance(archive, np.ndarray):
+        raise DataError(
+            f"{file} holds a single array (.npy), not an .npz archive of named arrays",
+            path=where,
+            hint="write it with numpy.savez(file, x_train=..., y_train=..., ...)",
+        )
+    return archive
 
 
 def _npz_array(archive, name: str, file: Path, where: str) -> np.ndarray:
@@ -524,7 +540,9 @@ def read_idx(path: str | Path) -> np.ndarray:
     zero1, zero2, code, ndim = raw[:4]
     if zero1 != 0 or zero2 != 0:
         found = " ".join(f"{byte:02x}" for byte in raw[:4])
-        raise _idx_error(path, f"does not start with an IDX magic number (00 00 type ndim); found {found}")
+        raise _idx_error(
+            path, f"does not start with an IDX magic number (00 00 type ndim); found {found}"
+        )
     if code not in IDX_DTYPES:
         known = ", ".join(f"0x{c:02X} {d.name}" for c, d in IDX_DTYPES.items())
         raise _idx_error(path, f"has unknown IDX data type code 0x{code:02X} (known: {known})")
@@ -533,7 +551,8 @@ def read_idx(path: str | Path) -> np.ndarray:
     start = 4 + 4 * ndim
     if len(raw) < start:
         raise _idx_error(
-            path, f"is truncated: its header declares {ndim} dimensions but the file is {len(raw)} bytes"
+            path,
+            f"is truncated: its header declares {ndim} dimensions but the file is {len(raw)} bytes",
         )
     dims = struct.unpack(f">{ndim}I", raw[4:start])
     dtype = IDX_DTYPES[code]
@@ -622,7 +641,9 @@ def _download(name: str, target: Path, urls: list[str], pins: Mapping[str, str])
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _fetch_verified(file_name: str, urls: list[str], expected: str | None, staging: Path) -> list[str]:
+def _fetch_verified(
+    file_name: str, urls: list[str], expected: str | None, staging: Path
+) -> list[str]:
     """Fetch NAME.gz from the first mirror that serves it with the pinned SHA-256; the
     failures of every mirror tried (empty on success, the file then at staging/NAME.gz)."""
     if not expected:
@@ -732,7 +753,8 @@ def _prepare_examples(
         xs = {role: x.reshape(len(x), -1) if x.ndim > 2 else x for role, x in xs.items()}
     for role, x in xs.items():
         _check_example_shape(role, x, raw_shapes[role], pre, name, spec)
-    xs = {role: _cast(x, target, role, name, "train.data.preprocess.scale") for role, x in xs.items()}
+    where = "train.data.preprocess.scale"
+    xs = {role: _cast(x, target, role, name, where) for role, x in xs.items()}
     for role, x in xs.items():
         _check_finite(x, role)
     return xs
@@ -779,9 +801,9 @@ def _check_example_shape(role, x, raw_shape, pre: PreprocessSpec, name, spec: In
     flattened = " (after preprocess.flatten)" if pre.flatten and list(raw_shape) != shape else ""
     message = f"{role} examples have shape {shape}{flattened} but input '{name}' expects {expected}"
     if not pre.flatten and len(expected) == 1 and math.prod(shape) == expected[0]:
-        raise DataError(message, path="train.data.preprocess.flatten", hint="set preprocess.flatten: true")
+        raise DataError(message, path=FLATTEN, hint="set preprocess.flatten: true")
     if pre.flatten and list(raw_shape) == expected:
-        raise DataError(message, path="train.data.preprocess.flatten", hint="set preprocess.flatten: false")
+        raise DataError(message, path=FLATTEN, hint="set preprocess.flatten: false")
     raise DataError(
         message,
         path=f"inputs.{name}.shape",
@@ -835,7 +857,7 @@ def _one_hot_all(ys, ids: bool, name: str, spec: InputSpec):
         raise DataError(
             f"preprocess.one_hot needs one non-negative integer class id per example; the "
             f"labels have per-example shapes {shapes} and dtype {ys['y_train'].dtype}",
-            path="train.data.preprocess.one_hot",
+            path=ONE_HOT,
             hint="set preprocess.one_hot: false if the labels are already encoded",
         )
     train = ys["y_train"]
@@ -848,7 +870,7 @@ def _one_hot_all(ys, ids: bool, name: str, spec: InputSpec):
         if y.size and int(y.max()) >= width:
             raise DataError(
                 f"{role} holds label {int(y.max())}, but the one-hot width is {width} ({why})",
-                path="train.data.preprocess.one_hot",
+                path=ONE_HOT,
                 hint=f"declare input '{name}' with shape [C], C greater than every label",
             )
     dtype = np.dtype(spec.dtype)
@@ -861,15 +883,18 @@ def _check_label_shape(role, y, pre: PreprocessSpec, name, spec: InputSpec) -> N
     if shape == expected:
         return
     if pre.one_hot:
-        message = f"{role} labels have shape {shape} after preprocess.one_hot but input '{name}' expects {expected}"
+        message = (
+            f"{role} labels have shape {shape} after preprocess.one_hot but input '{name}' "
+            f"expects {expected}"
+        )
         raise DataError(
             message,
-            path="train.data.preprocess.one_hot",
+            path=ONE_HOT,
             hint=f"set preprocess.one_hot: false, or declare input '{name}' with shape {shape}",
         )
     message = f"{role} labels have shape {shape} but input '{name}' expects {expected}"
     if shape == [] and len(expected) == 1:
-        raise DataError(message, path="train.data.preprocess.one_hot", hint="set preprocess.one_hot: true")
+        raise DataError(message, path=ONE_HOT, hint="set preprocess.one_hot: true")
     raise DataError(
         message,
         path=f"inputs.{name}.shape",
