@@ -10,6 +10,7 @@ The topological order is computed iteratively (Kahn's algorithm), never by recur
 from __future__ import annotations
 
 import difflib
+import heapq
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -193,15 +194,19 @@ def _topological_order(spec: Spec, nodes: dict[str, Node]) -> list[str]:
     for name, deps in waiting.items():
         for dep in deps:
             users[dep].append(name)
-    ready = [name for name, deps in waiting.items() if not deps]
+    # The ready nodes form a heap keyed by declaration position, so a spec declared in a valid
+    # order keeps that order (and a node appended to the spec does not move the others).
+    position = {name: index for index, name in enumerate(nodes)}
+    ready = [(position[name], name) for name, deps in waiting.items() if not deps]
+    heapq.heapify(ready)
     order: list[str] = []
     while ready:
-        name = ready.pop(0)
+        _, name = heapq.heappop(ready)
         order.append(name)
         for user in users[name]:
             waiting[user].discard(name)
             if not waiting[user]:
-                ready.append(user)
+                heapq.heappush(ready, (position[user], user))
     if len(order) < len(nodes):
         cycle = _find_cycle({n: deps for n, deps in waiting.items() if deps})
         raise spec.error(

@@ -37,6 +37,19 @@ def spec_json_schema(registry: Registry | None = None) -> dict[str, Any]:
         })
     node["properties"]["op"] = {"enum": names, "description": node["properties"]["op"].get("description", "")}
     node["allOf"] = branches
+    # TrainSpec's `schedule` validator also takes a list of stages (piecewise) and a mapping
+    # without `type` (constant), which pydantic's generated schema does not know about.
+    train_props = defs["TrainSpec"]["properties"]
+    tagged = train_props["schedule"]
+    train_props["schedule"] = {
+        "title": tagged.get("title", "Schedule"),
+        "anyOf": [
+            {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/Stage"}},
+            {"allOf": [{"type": "object", "not": {"required": ["type"]}},
+                       {"$ref": "#/$defs/ConstantSchedule"}]},
+            {"allOf": [{"type": "object", "required": ["type"]}, tagged]},
+        ],
+    }
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     return schema
 

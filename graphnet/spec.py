@@ -207,8 +207,19 @@ class KeepBestSpec(StrictModel):
     )
 
 
+class AugmentSpec(StrictModel):
+    """Random changes to each training example, drawn anew every epoch (never at evaluation)."""
+
+    shift: int = Field(0, ge=0, le=8, description="shift each image by up to this many pixels in x and y")
+    image_shape: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: [28, 28], min_length=2, max_length=2,
+        description="height and width of the images the examples hold (flattened or not)",
+    )
+
+
 class TrainSpec(StrictModel):
     data: DataSpec = Field(default_factory=DataSpec)
+    augment: AugmentSpec | None = None
     batch_size: int = Field(64, ge=1)
     epochs: int | None = Field(None, ge=1, description="defaults to the sum of the schedule's stages")
     seed: int = Field(0, ge=0)
@@ -273,6 +284,8 @@ class Spec(StrictModel):
     # Where it came from, for error messages: the file and a map of spec path -> line.
     _file: str | None = PrivateAttr(default=None)
     _lines: dict[tuple, int] = PrivateAttr(default_factory=dict)
+    # The --set overrides applied when loading: an error in a value they set points at them.
+    _overrides: list[str] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
     def _needs_nodes(self) -> "Spec":
@@ -307,6 +320,8 @@ class Spec(StrictModel):
     def line_of(self, path: tuple) -> int | None:
         """The line of the deepest known key along ``path``."""
         path = tuple(path)
+        if len(path) >= 2 and path[0] == "nodes" and path[1] not in self.nodes and self.layers is not None:
+            path = ("layers",)  # a node made by the `layers:` shorthand: point at the shorthand
         while path:
             if path in self._lines:
                 return self._lines[path]
@@ -315,9 +330,11 @@ class Spec(StrictModel):
 
     def error(self, path: tuple, message: str, hint: str | None = None, cls=SpecError) -> SpecError:
         """A located error at ``path`` (a tuple such as ("nodes", "fc2", "inputs", "x"))."""
-        return cls(
-            message, path=dotted(path), file=self._file, line=self.line_of(path), hint=hint
-        )
+        where = dotted(path)
+        item = _override_for(where, self._overrides)
+        if item is not None:
+            return cls(message, path=where, file=f"--set {item}", line=None, hint=hint)
+        return cls(message, path=where, file=self._file, line=self.line_of(path), hint=hint)
 
     # -- canonical form ---------------------------------------------------------------------
 
@@ -332,7 +349,9 @@ class Spec(StrictModel):
         return self.model_dump(mode="json")
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        # Not sort_keys: the order of `nodes:` is the declaration order, which picks the
+        # topological order among equals (and with it initialization and dropout streams).
+        return json.dumps(self.to_dict(), indent=2)
 
 
 def dotted(path: tuple) -> str:
@@ -420,15 +439,25 @@ def validate_spec_data(
         spec = Spec.model_validate(data)
     except ValidationError as error:
         located = _spec_error_from_pydantic(error, data, file, lines)
-        for item in overrides or []:
-            # An error in a value that came from --set is reported against the --set, not the file.
-            key = item.partition("=")[0].strip()
-            if located.path == key or (located.path or "").startswith(key + "."):
-                located.file, located.line = f"--set {item}", None
+        # An error in a value that came from --set is reported against the --set, not the file.
+        item = _override_for(located.path or "", overrides or [])
+        if item is not None:
+            located.file, located.line = f"--set {item}", None
         raise located from None
     spec._file = file
     spec._lines = lines
+    spec._overrides = list(overrides or [])
     return spec
+
+
+def _override_for(path: str, overrides: list[str]) -> str | None:
+    """The last --set item that set ``path`` or a mapping holding it, if one did."""
+    found = None
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if path == key or path.startswith(key + "."):
+            found = item
+    return found
 
 
 def _parse_text(text: str, file: str | None) -> tuple[Any, dict[tuple, int]]:
@@ -533,7 +562,7 @@ def _spec_error_from_pydantic(
 ) -> SpecError:
     errors = error.errors()
     first = errors[0]
-    path = _data_path(first["loc"], data)
+    path = _data_path(first["loc"], data, names_key=first["type"] in ("missing", "extra_forbidden"))
     received = first.get("input")
     kind = first["type"]
     hint = None
@@ -564,12 +593,13 @@ def _spec_error_from_pydantic(
     return SpecError(message, path=dotted(path) or "<top>", file=file, line=line, hint=hint)
 
 
-def _data_path(loc: tuple, data: Any) -> tuple:
+def _data_path(loc: tuple, data: Any, names_key: bool = True) -> tuple:
     """pydantic's error location without the union tags it inserts ('sgd', 'int', ...).
 
     Walks the raw data along ``loc``: a part that names a key or index present in the data is
-    kept; at the end of the data, the last part is kept only if it is a key (a missing or unknown
-    key); anything else is a tag pydantic added for a union member.
+    kept; at the end of the data, the last part is kept only if the error is about that key
+    (``names_key``: a missing or unknown key); anything else is a tag pydantic added for a union
+    member (the model-level error of ``{type: sgd, nesterov: true}`` ends in the tag 'sgd').
     """
     path: list[Any] = []
     node = data
@@ -581,7 +611,9 @@ def _data_path(loc: tuple, data: Any) -> tuple:
         elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
             path.append(part)
             node = node[part]
-        elif isinstance(node, dict) and isinstance(part, str) and i == len(parts) - 1:
+        elif part == "[key]":
+            continue  # pydantic's marker for an error in a dict key (the key itself is kept)
+        elif names_key and isinstance(node, dict) and isinstance(part, str) and i == len(parts) - 1:
             path.append(part)  # a missing or unknown key
     return tuple(path)
 
@@ -677,4 +709,6 @@ def with_overrides(spec: Spec, overrides: list[str]) -> Spec:
     data = copy.deepcopy(spec.to_dict())
     for item in overrides:
         apply_override(data, item, spec.file)
-    return validate_spec_data(data, file=spec.file, lines=spec._lines, overrides=overrides)
+    return validate_spec_data(
+        data, file=spec.file, lines=spec._lines, overrides=[*spec._overrides, *overrides]
+    )

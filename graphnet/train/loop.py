@@ -21,6 +21,7 @@ from ..graph import Graph, build_graph
 from ..model import Model
 from ..modelfile import save_model
 from ..spec import Spec, TrainSpec
+from .augment import check_augment, shift_batch
 from .data import Data, Split, load_data, shuffled_batches
 from .optim import make_optimizer
 from .schedule import learning_rate
@@ -156,6 +157,8 @@ def train(
             data_dir=data_dir,
             spec_dir=Path(spec.file).parent if spec.file else None,
         )
+    if cfg.augment is not None:
+        check_augment(cfg.augment, data.train.x.shape[1:])
     model = Model(graph, seed=cfg.seed)
     optimizer = make_optimizer(cfg.optimizer, model.size, model.dtype, model.decay_mask)
     epochs = cfg.total_epochs()
@@ -172,10 +175,13 @@ def train(
             progress.epoch_start(epoch + 1, epochs, steps_per_epoch)
             t0 = time.perf_counter()
             rng = np.random.default_rng([cfg.seed, epoch])
+            augment_rng = np.random.default_rng([cfg.seed, epoch, 1])
             loss_sum, seen = 0.0, 0
             lr = cfg.optimizer.lr
             for step, (xb, yb) in enumerate(shuffled_batches(data.train.x, data.train.y, cfg.batch_size, rng)):
                 lr = learning_rate(cfg.schedule, cfg.optimizer.lr, epoch, step, steps_per_epoch, epochs)
+                if cfg.augment is not None:
+                    xb = shift_batch(xb, cfg.augment, augment_rng)
                 batch = {roles.x: xb, roles.y: yb}
                 # Overflow shows up as Inf/NaN, which the guard below reports with its location.
                 with np.errstate(over="ignore", invalid="ignore"):

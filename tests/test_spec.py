@@ -1,0 +1,664 @@
+"""Spec loading and validation: every error names the spec path, the line in the file, what was
+received and how to fix it; YAML and JSON load alike; specs round-trip through JSON; the
+``layers:`` shorthand is the same graph as the nodes it stands for; ``--set`` overrides."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from graphnet import Model, Spec, build_graph, load_spec, parse_spec
+from graphnet.errors import GraphnetError, ShapeError, SpecError
+from graphnet.registry import default_registry
+from graphnet.spec import apply_override, with_overrides
+
+SPECS = sorted((Path(__file__).resolve().parents[1] / "specs").glob("*.yaml"))
+
+# Block style, so every key sits on its own line.
+BASE = """\
+format: 1
+name: t
+inputs:
+  x:
+    shape: [100]
+  y:
+    shape: []
+    dtype: int64
+nodes:
+  fc:
+    op: linear
+    inputs:
+      x: x
+    attrs:
+      units: 10
+  loss:
+    op: softmax_cross_entropy
+    inputs:
+      logits: fc
+      labels: y
+"""
+
+
+def line_of(text: str, needle: str, occurrence: int = 1) -> int:
+    """1-based line of the n-th line containing ``needle``."""
+    hits = [i + 1 for i, line in enumerate(text.splitlines()) if needle in line]
+    assert len(hits) >= occurrence, f"{needle!r} not in the test spec"
+    return hits[occurrence - 1]
+
+
+@pytest.fixture
+def error_of(write_spec):
+    """error_of(text) -> the GraphnetError raised by loading and building the spec text."""
+
+    def check(text: str, cls=SpecError, **kwargs) -> GraphnetError:
+        path = write_spec(text)
+        with pytest.raises(cls) as info:
+            build_graph(load_spec(path, **kwargs))
+        error = info.value
+        assert error.file == str(path) or (error.file or "").startswith("--set ")
+        return error
+
+    return check
+
+
+def test_base_spec_is_valid(write_spec):
+    graph = build_graph(load_spec(write_spec(BASE)))
+    assert graph.order == ["fc", "loss"]
+    assert graph.nodes["fc"].shape == (10,)
+    assert graph.nodes["fc"].param_shapes == {"w": (100, 10), "b": (10,)}
+
+
+# -- structural errors (pydantic) ---------------------------------------------------------------
+
+
+def test_unknown_top_level_key_did_you_mean(error_of):
+    text = BASE + "outptus: [fc, loss]\n"
+    error = error_of(text)
+    assert error.path == "outptus"
+    assert error.line == line_of(text, "outptus")
+    assert "unknown key 'outptus'" in error.message
+    assert "did you mean 'outputs'?" in error.hint
+    assert "allowed keys: format, name, description, inputs, layers, nodes, outputs, train" in error.hint
+    # the one-line rendering the CLI prints: file:line: path: message (hint)
+    assert str(error).startswith(f"{error.file}:{error.line}: outptus: unknown key 'outptus' (did you mean")
+
+
+def test_unknown_nested_key_did_you_mean(error_of):
+    text = BASE + "train:\n  optimizer:\n    type: sgd\n    momentm: 0.9\n"
+    error = error_of(text)
+    assert error.path == "train.optimizer.momentm"
+    assert error.line == line_of(text, "momentm")
+    assert "unknown key 'momentm'" in error.message
+    assert "did you mean 'momentum'?" in error.hint
+    assert "nesterov" in error.hint  # the SGD keys are listed, not Adam's
+    assert "beta1" not in error.hint
+
+
+def test_unknown_key_in_a_node(error_of):
+    text = BASE.replace("    op: linear\n", "    op: linear\n    atrs: {}\n")
+    error = error_of(text)
+    assert error.path == "nodes.fc.atrs"
+    assert error.line == line_of(text, "atrs")
+    assert "did you mean 'attrs'?" in error.hint
+
+
+def test_adam_key_lists_adam_fields(error_of):
+    text = BASE + "train:\n  optimizer:\n    type: adam\n    beta_1: 0.9\n"
+    error = error_of(text)
+    assert error.path == "train.optimizer.beta_1"
+    assert "did you mean 'beta1'?" in error.hint
+    assert "momentum" not in error.hint
+
+
+def test_bad_value_type(error_of):
+    text = BASE + "train:\n  batch_size: abc\n"
+    error = error_of(text)
+    assert error.path == "train.batch_size"
+    assert error.line == line_of(text, "batch_size")
+    assert "valid integer" in error.message
+    assert "received 'abc'" in error.message
+    assert error.hint == "use a number"
+
+
+def test_value_out_of_range(error_of):
+    text = BASE + "train:\n  batch_size: 64\n  optimizer:\n    type: sgd\n    lr: -0.5\n"
+    error = error_of(text)
+    assert error.path == "train.optimizer.lr"
+    assert error.line == line_of(text, "lr: -0.5")
+    assert "greater than 0" in error.message
+    assert "received -0.5" in error.message
+    assert error.hint == "use a value in the allowed range"
+
+
+def test_input_shape_must_be_positive(error_of):
+    text = BASE.replace("shape: [100]", "shape: [100, 0]")
+    error = error_of(text)
+    assert error.path == "inputs.x.shape.1"
+    assert error.line == line_of(text, "shape: [100, 0]")
+    assert "received 0" in error.message
+
+
+def test_bad_literal_lists_the_choices(error_of):
+    text = BASE.replace("dtype: int64", "dtype: int65")
+    error = error_of(text)
+    assert error.path == "inputs.y.dtype"
+    assert error.line == line_of(text, "int65")
+    assert "received 'int65'" in error.message
+    assert error.hint.startswith("use one of:") and "'int64'" in error.hint
+
+
+def test_unknown_optimizer_type(error_of):
+    text = BASE + "train:\n  optimizer:\n    type: sgdd\n    lr: 0.1\n"
+    error = error_of(text)
+    assert error.path == "train.optimizer"
+    assert error.line == line_of(text, "optimizer:")
+    assert "'sgdd'" in error.message
+    assert "'sgd', 'adam', 'adamw'" in error.hint
+
+
+def test_missing_required_key(error_of):
+    text = BASE.replace("  x:\n    shape: [100]\n", "  x:\n    dtype: float32\n")
+    error = error_of(text)
+    assert error.path == "inputs.x.shape"
+    assert error.line == line_of(text, "  x:")
+    assert error.message == "missing required key 'shape'"
+    assert error.hint == "add it"
+
+
+def test_cross_field_rule_nesterov(error_of):
+    text = BASE + "train:\n  optimizer:\n    type: sgd\n    nesterov: true\n"
+    error = error_of(text)
+    assert error.path == "train.optimizer"
+    assert error.line == line_of(text, "optimizer:")
+    assert "nesterov needs momentum > 0" in error.message
+
+
+def test_epochs_must_match_the_stages(error_of):
+    text = BASE + "train:\n  epochs: 3\n  schedule:\n    - {epochs: 1, lr: 0.1}\n    - {epochs: 1, lr: 0.01}\n"
+    error = error_of(text)
+    assert error.path == "train"
+    assert error.line == line_of(text, "train:")
+    assert "epochs is 3 but the schedule's stages add up to 2" in error.message
+
+
+def test_bad_node_name(error_of):
+    text = BASE.replace("  fc:\n", "  1fc:\n").replace("logits: fc", "logits: 1fc")
+    error = error_of(text)
+    assert error.path == "nodes.1fc"
+    assert error.line == line_of(text, "1fc:")
+    assert "received '1fc'" in error.message
+    assert "names start with a letter" in error.hint
+
+
+def test_layers_loss_needs_labels(error_of):
+    text = "name: t\ninputs:\n  x: {shape: [4]}\nlayers:\n  input: x\n  sizes: [4, 2]\n"
+    error = error_of(text)
+    assert error.path == "layers"
+    assert error.line == line_of(text, "layers:")
+    assert "needs `labels:`" in error.message
+
+
+def test_no_nodes_and_no_layers(error_of):
+    error = error_of("name: t\ninputs:\n  x: {shape: [4]}\n")
+    assert error.path == "<top>"
+    assert "no `nodes:` and no `layers:`" in error.message
+
+
+def test_top_level_must_be_a_mapping(error_of):
+    error = error_of("- 1\n- 2\n")
+    assert error.line == 1
+    assert "received list" in error.message
+
+
+def test_unreadable_file(tmp_path):
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(SpecError) as info:
+        load_spec(missing)
+    assert info.value.file == str(missing)
+    assert "cannot read spec" in info.value.message
+    assert info.value.hint == "check the path"
+
+
+def test_more_errors_are_counted(error_of):
+    text = BASE + "train:\n  batch_size: 0\n  seed: -1\n"
+    error = error_of(text)
+    assert error.path == "train.batch_size"
+    assert "(+1 more error)" in error.message
+
+
+# -- syntax errors ------------------------------------------------------------------------------
+
+
+def test_invalid_yaml_names_the_line(error_of):
+    text = BASE.replace("      units: 10\n", "      units: 10\n     bad: indentation\n")
+    error = error_of(text)
+    assert error.message.startswith("invalid YAML:")
+    assert error.line == line_of(text, "bad: indentation")
+    assert error.hint == "fix the YAML syntax at that line"
+
+
+def test_invalid_json_names_the_line(error_of):
+    text = '{\n  "name": "t",\n  "inputs": {"x": {"shape": [4]}},\n  "nodes": {,}\n}\n'
+    error = error_of(text)
+    assert error.message.startswith("invalid JSON:")
+    assert error.line == 4
+    assert error.hint == "fix the JSON syntax at that line"
+
+
+# -- graph errors (need the registry) -----------------------------------------------------------
+
+
+def test_unknown_op_lists_known_ops(error_of):
+    text = BASE.replace("op: linear", "op: lineer")
+    error = error_of(text)
+    assert error.path == "nodes.fc.op"
+    assert error.line == line_of(text, "op: lineer")
+    assert error.message == "unknown op 'lineer'"
+    assert error.hint.startswith("did you mean 'linear'? known ops: ")
+    assert error.hint.endswith(", ".join(default_registry().names()))
+
+
+def test_reference_to_missing_node(error_of):
+    text = BASE.replace("logits: fc", "logits: fcc")
+    error = error_of(text)
+    assert error.path == "nodes.loss.inputs.logits"
+    assert error.line == line_of(text, "logits: fcc")
+    assert error.message == "'fcc' is neither a node nor an input"
+    assert error.hint.startswith("did you mean 'fc'? known: x, y, fc, loss")
+
+
+def test_reference_to_missing_input(error_of):
+    text = BASE.replace("      x: x\n", "      x: image\n")
+    error = error_of(text)
+    assert error.path == "nodes.fc.inputs.x"
+    assert error.line == line_of(text, "x: image")
+    assert "'image' is neither a node nor an input" in error.message
+
+
+def test_output_that_is_not_a_node(error_of):
+    text = BASE + "outputs:\n  - fc\n  - los\n"
+    error = error_of(text)
+    assert error.path == "outputs.1"
+    assert error.line == line_of(text, "- los")
+    assert "output 'los' is not a node" in error.message
+    assert "did you mean 'loss'?" in error.hint
+
+
+def test_cycle_is_named(error_of):
+    text = BASE.replace("      x: x\n", "      x: b\n") + (
+        "  a:\n    op: relu\n    inputs:\n      x: fc\n"
+        "  b:\n    op: relu\n    inputs:\n      x: a\n"
+    )
+    error = error_of(text)
+    prefix = "the graph has a cycle: "
+    assert error.message.startswith(prefix), str(error)
+    cycle = error.message[len(prefix):].split(" -> ")
+    assert cycle[0] == cycle[-1] and len(cycle) == 4
+    # data-flow order (fc feeds a, a feeds b, b feeds fc), starting anywhere on the cycle
+    flow = ["fc", "a", "b"]
+    start = flow.index(cycle[0])
+    assert cycle[:-1] == flow[start:] + flow[:start]
+    assert error.path == f"nodes.{cycle[0]}"
+    assert error.line == line_of(text, f"  {cycle[0]}:")
+    assert "break the cycle" in error.hint
+
+
+def test_two_node_cycle(error_of):
+    text = BASE + "  a:\n    op: relu\n    inputs:\n      x: b\n  b:\n    op: relu\n    inputs:\n      x: a\n"
+    error = error_of(text)
+    assert "the graph has a cycle:" in error.message
+    assert ("a -> b -> a" in error.message) or ("b -> a -> b" in error.message)
+
+
+def test_role_the_op_does_not_have(error_of):
+    text = BASE.replace("      x: x\n", "      x: x\n      y: x\n")
+    error = error_of(text)
+    assert error.path == "nodes.fc.inputs.y"
+    assert error.line == line_of(text, "      y: x")
+    assert error.message == "op 'linear' has no input role 'y'"
+    assert "its roles: x" in error.hint
+
+
+def test_role_did_you_mean(error_of):
+    text = BASE.replace("logits: fc", "logit: fc")
+    error = error_of(text)
+    assert error.path == "nodes.loss.inputs.logit"
+    assert "did you mean 'logits'?" in error.hint
+
+
+def test_missing_required_role(error_of):
+    text = BASE.replace("      labels: y\n", "")
+    error = error_of(text)
+    assert error.path == "nodes.loss.inputs"
+    assert error.line == line_of(text, "inputs:", occurrence=3)
+    assert error.message == "op 'softmax_cross_entropy' needs input role 'labels'"
+    assert "add `labels: <node or input>`" in error.hint
+
+
+def test_list_for_a_single_role(error_of):
+    text = BASE.replace("      x: x\n", "      x: [x, x]\n")
+    error = error_of(text)
+    assert error.path == "nodes.fc.inputs.x"
+    assert "takes one input, received a list of 2" in error.message
+
+
+def test_bad_attribute_value_from_the_ops_model(error_of):
+    text = BASE + "  d:\n    op: dropout\n    inputs:\n      x: fc\n    attrs:\n      rate: 1.5\n"
+    error = error_of(text)
+    assert error.path == "nodes.d.attrs.rate"
+    assert error.line == line_of(text, "rate: 1.5")
+    assert "less than 1" in error.message
+    assert "received 1.5" in error.message
+    assert "dropout" in error.hint
+
+
+def test_unknown_attribute(error_of):
+    text = BASE.replace("      units: 10\n", "      units: 10\n      unitz: 3\n")
+    error = error_of(text)
+    assert error.path == "nodes.fc.attrs.unitz"
+    assert error.line == line_of(text, "unitz")
+    assert error.message == "op 'linear' has no attribute 'unitz'"
+    assert error.hint.startswith("did you mean 'units'? its attributes: units, bias, in_features, init")
+
+
+def test_attribute_of_an_op_without_attributes(error_of):
+    text = BASE + "  r:\n    op: relu\n    inputs:\n      x: fc\n    attrs:\n      slope: 0.1\n"
+    error = error_of(text)
+    assert error.path == "nodes.r.attrs.slope"
+    assert error.hint == "it takes no attributes"
+
+
+def test_missing_required_attribute(error_of):
+    text = BASE.replace("    attrs:\n      units: 10\n", "")
+    error = error_of(text)
+    assert error.path == "nodes.fc.attrs.units"
+    assert error.message == "op 'linear' needs attribute 'units'"
+
+
+def test_shape_mismatch_through_in_features(error_of):
+    text = BASE.replace("      units: 10\n", "      units: 10\n      in_features: 200\n")
+    error = error_of(text, cls=ShapeError)
+    assert error.path == "nodes.fc"
+    assert error.line == line_of(text, "  fc:")
+    assert error.message == "input x has 100 features, weight expects 200"
+    assert error.hint == "set in_features to 100 or fix the layer feeding it"
+
+
+def test_add_with_mismatched_shapes(error_of):
+    text = BASE + (
+        "  h:\n    op: linear\n    inputs:\n      x: x\n    attrs:\n      units: 5\n"
+        "  s:\n    op: add\n    inputs:\n      a: fc\n      b: h\n"
+    )
+    error = error_of(text, cls=ShapeError)
+    assert error.path == "nodes.s"
+    assert error.line == line_of(text, "  s:")
+    assert "input a has per-sample shape [10], input b has [5]" in error.message
+
+
+def test_loss_cannot_feed_another_node(error_of):
+    text = BASE + "  r:\n    op: relu\n    inputs:\n      x: loss\n"
+    error = error_of(text, cls=ShapeError)
+    assert error.path == "nodes.r.inputs.x"
+    assert error.line == line_of(text, "x: loss")
+    assert "'loss' is a loss (one number per batch) and cannot feed another node" in error.message
+
+
+def test_node_named_like_an_input(error_of):
+    text = BASE + "  x:\n    op: relu\n    inputs:\n      x: fc\n"
+    error = error_of(text)
+    assert error.path == "nodes.x"
+    assert "same name as an input" in error.message
+
+
+def test_node_clashing_with_the_layers_shorthand(error_of):
+    text = (
+        "name: t\ninputs:\n  x: {shape: [4]}\n  y: {shape: [], dtype: int64}\n"
+        "layers: {input: x, sizes: [4, 3, 2], labels: y}\n"
+        "nodes:\n  fc1:\n    op: relu\n    inputs: {x: x}\n"
+    )
+    error = error_of(text)
+    assert error.path == "nodes.fc1"
+    assert error.line == line_of(text, "  fc1:")
+    assert "already used by the `layers:` shorthand" in error.message
+
+
+def test_error_in_a_layers_node_points_at_layers(error_of):
+    text = (
+        "name: t\ninputs:\n  x: {shape: [4]}\n  y: {shape: [3]}\n"
+        "layers:\n  input: x\n  sizes: [4, 2]\n  loss: mse\n  labels: y\n"
+    )
+    error = error_of(text, cls=ShapeError)
+    assert error.path == "nodes.loss"
+    assert error.line == line_of(text, "layers:")
+    assert "input target has per-sample shape [3], pred has [2]" in error.message
+
+
+# -- YAML = JSON, canonical round trip ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_yaml_and_json_forms_load_equal(path, tmp_path):
+    data = yaml.safe_load(path.read_text())
+    as_json = tmp_path / (path.stem + ".json")
+    as_json.write_text(json.dumps(data, indent=2))
+    from_yaml, from_json = load_spec(path), load_spec(as_json)
+    assert from_yaml == from_json
+    assert from_yaml.to_json() == from_json.to_json()
+    assert from_json.file == str(as_json)
+
+
+def test_json_errors_have_lines_too(write_spec):
+    data = yaml.safe_load(BASE)
+    data["train"] = {"optimizer": {"type": "sgd", "momentm": 0.9}}
+    text = json.dumps(data, indent=2)
+    path = write_spec(text, "spec.json")
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert info.value.path == "train.optimizer.momentm"
+    assert info.value.line == line_of(text, '"momentm"')
+    assert "did you mean 'momentum'?" in info.value.hint
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_to_json_round_trips_exactly(path):
+    spec = load_spec(path)
+    text = spec.to_json()
+    again = parse_spec(text)
+    assert isinstance(again, Spec)
+    assert again == spec
+    assert again.to_json() == text
+    assert json.loads(text) == again.to_dict() == spec.to_dict()
+    # and the canonical form builds the same graph
+    assert build_graph(again).order == build_graph(spec).order
+
+
+def test_equality_sees_differences(write_spec):
+    one = load_spec(write_spec(BASE))
+    other = load_spec(write_spec(BASE.replace("units: 10", "units: 11"), "other.yaml"))
+    assert one != other
+    assert one == load_spec(write_spec(BASE, "same.yaml"))  # the file is not part of the spec
+
+
+# -- layers: shorthand --------------------------------------------------------------------------
+
+LAYERS = """\
+name: chain
+inputs:
+  image: {shape: [12]}
+  label: {shape: [], dtype: int64}
+layers:
+  input: image
+  sizes: [12, 8, 6, 4]
+  activation: tanh
+  dropout: 0.25
+  init: glorot_uniform
+  loss: softmax_cross_entropy
+  labels: label
+outputs: [fc3, loss]
+"""
+
+EXPLICIT = """\
+name: chain
+inputs:
+  image: {shape: [12]}
+  label: {shape: [], dtype: int64}
+nodes:
+  fc1: {op: linear, inputs: {x: image}, attrs: {units: 8, in_features: 12, init: glorot_uniform}}
+  tanh1: {op: tanh, inputs: {x: fc1}}
+  dropout1: {op: dropout, inputs: {x: tanh1}, attrs: {rate: 0.25}}
+  fc2: {op: linear, inputs: {x: dropout1}, attrs: {units: 6, in_features: 8, init: glorot_uniform}}
+  tanh2: {op: tanh, inputs: {x: fc2}}
+  dropout2: {op: dropout, inputs: {x: tanh2}, attrs: {rate: 0.25}}
+  fc3: {op: linear, inputs: {x: dropout2}, attrs: {units: 4, in_features: 6, init: glorot_uniform}}
+  loss: {op: softmax_cross_entropy, inputs: {logits: fc3, labels: label}}
+outputs: [fc3, loss]
+"""
+
+
+def describe(graph):
+    return [
+        (
+            name, node.op.name, node.attrs.model_dump(),
+            [(e.role, e.index, e.source) for e in node.edges],
+            node.shape, node.param_shapes,
+        )
+        for name, node in graph.nodes.items()
+    ]
+
+
+@pytest.mark.parametrize(
+    "layers_text, explicit_text",
+    [
+        (LAYERS, EXPLICIT),
+        (
+            "name: c\ninputs:\n  x: {shape: [5]}\n  t: {shape: [3]}\n"
+            "layers: {input: x, sizes: [5, 4, 3], output_activation: sigmoid, loss: mse,"
+            " labels: t, loss_attrs: {reduction: sum_per_sample}}\n",
+            "name: c\ninputs:\n  x: {shape: [5]}\n  t: {shape: [3]}\nnodes:\n"
+            "  fc1: {op: linear, inputs: {x: x}, attrs: {units: 4, in_features: 5}}\n"
+            "  relu1: {op: relu, inputs: {x: fc1}}\n"
+            "  fc2: {op: linear, inputs: {x: relu1}, attrs: {units: 3, in_features: 4}}\n"
+            "  sigmoid: {op: sigmoid, inputs: {x: fc2}}\n"
+            "  loss: {op: mse, inputs: {pred: sigmoid, target: t}, attrs: {reduction: sum_per_sample}}\n",
+        ),
+    ],
+    ids=["tanh-dropout-softmax_ce", "relu-sigmoid-mse"],
+)
+def test_layers_shorthand_expands_to_the_explicit_graph(layers_text, explicit_text):
+    short = build_graph(parse_spec(layers_text))
+    long = build_graph(parse_spec(explicit_text))
+    assert describe(short) == describe(long)
+    assert short.outputs == long.outputs
+    # the same graph, so the same initial parameters for the same seed
+    a, b = Model(short, seed=3, dtype="float64"), Model(long, seed=3, dtype="float64")
+    assert a.param_names == b.param_names
+    assert (a.flat_params == b.flat_params).all()
+
+
+def test_layers_default_output_is_the_last_node():
+    spec = parse_spec(LAYERS.replace("outputs: [fc3, loss]\n", ""))
+    assert spec.output_names() == ["loss"]
+    assert list(spec.all_nodes()) == ["fc1", "tanh1", "dropout1", "fc2", "tanh2", "dropout2", "fc3", "loss"]
+
+
+# -- --set overrides ----------------------------------------------------------------------------
+
+
+def test_overrides_are_parsed_as_yaml_and_validated():
+    path = SPECS[0].parent / "seed-mse.yaml"
+    spec = load_spec(
+        path,
+        overrides=[
+            "train.optimizer.lr=0.5",
+            "train.optimizer.nesterov=true",
+            "train.optimizer.momentum=0.9",
+            "train.schedule.1.lr=1e-4",
+            "layers.sizes=[784, 32, 16, 10]",
+            "description=hello world",
+        ],
+    )
+    assert spec.train.optimizer.lr == 0.5
+    assert spec.train.optimizer.nesterov is True
+    assert spec.train.schedule.stages[1].lr == 1e-4
+    assert spec.layers.sizes == [784, 32, 16, 10]
+    assert spec.description == "hello world"
+    assert build_graph(spec).nodes["fc1"].shape == (32,)
+    assert load_spec(path).train.optimizer.lr == 0.01  # the file is untouched
+
+
+def test_apply_override_creates_mappings_and_indexes_lists():
+    data = {"a": [1, {"b": 2}]}
+    apply_override(data, "x.y.z=[1, 2]")
+    apply_override(data, "a.1.b=3")
+    apply_override(data, "a.-2=0.5")
+    apply_override(data, "s=")
+    assert data == {"a": [0.5, {"b": 3}], "x": {"y": {"z": [1, 2]}}, "s": ""}
+
+
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ("train.batch_size", "--set expects PATH=VALUE, received 'train.batch_size'"),
+        ("=3", "--set expects PATH=VALUE"),
+        ("train.schedule.5.lr=1", "'5' is not an index of a list of 2 items"),
+        ("name.x=1", "'name' is a str, not a mapping"),
+    ],
+)
+def test_malformed_overrides(item, message):
+    with pytest.raises(SpecError) as info:
+        load_spec(SPECS[0].parent / "seed-mse.yaml", overrides=[item])
+    assert message in str(info.value)
+
+
+def test_bad_override_value_points_at_the_set(write_spec):
+    path = write_spec(BASE + "train:\n  optimizer: {type: sgd, lr: 0.1}\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(path, overrides=["train.optimizer.lr=-1"])
+    error = info.value
+    assert error.file == "--set train.optimizer.lr=-1"
+    assert error.line is None
+    assert error.path == "train.optimizer.lr"
+    assert "received -1" in error.message
+    assert str(error).startswith("--set train.optimizer.lr=-1: train.optimizer.lr: ")
+
+
+def test_unknown_key_from_override_points_at_the_set(write_spec):
+    path = write_spec(BASE + "train:\n  optimizer: {type: sgd, lr: 0.1}\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(path, overrides=["train.optimizer.lrr=0.1"])
+    assert info.value.file == "--set train.optimizer.lrr=0.1"
+    assert "did you mean 'lr'?" in info.value.hint
+
+
+def test_graph_error_from_override_points_at_the_set(write_spec):
+    path = write_spec(BASE)
+    with pytest.raises(SpecError) as info:
+        build_graph(load_spec(path, overrides=["nodes.fc.attrs.unitz=3"]))
+    assert info.value.file == "--set nodes.fc.attrs.unitz=3"
+    assert info.value.path == "nodes.fc.attrs.unitz"
+    assert "did you mean 'units'?" in info.value.hint
+    with pytest.raises(SpecError) as info:
+        build_graph(load_spec(path, overrides=["nodes.fc.op=lineer"]))
+    assert info.value.file == "--set nodes.fc.op=lineer"
+    assert "did you mean 'linear'?" in info.value.hint
+
+
+def test_error_elsewhere_still_points_at_the_file(write_spec):
+    text = BASE.replace("logits: fc", "logits: fcc")
+    path = write_spec(text)
+    with pytest.raises(SpecError) as info:
+        build_graph(load_spec(path, overrides=["nodes.fc.attrs.units=3"]))
+    assert info.value.file == str(path)
+    assert info.value.line == line_of(text, "logits: fcc")
+
+
+def test_with_overrides_revalidates(write_spec):
+    spec = load_spec(write_spec(BASE + "train:\n  batch_size: 8\n"))
+    changed = with_overrides(spec, ["train.batch_size=16"])
+    assert changed.train.batch_size == 16 and spec.train.batch_size == 8
+    with pytest.raises(SpecError) as info:
+        with_overrides(spec, ["train.batch_size=0"])
+    assert info.value.file == "--set train.batch_size=0"
