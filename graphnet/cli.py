@@ -43,31 +43,17 @@ def _main(
     _state["debug"] = debug
 
 
-def _fail(message: str, code: int = 1) -> None:
-    typer.echo(f"graphnet: error: {message}", err=True)
-    raise typer.Exit(code)
-
-
 def main() -> None:
-    """Console-script entry point: runs the app, turning GraphnetErrors into one line."""
+    """Console-script entry point: typer handles usage errors (exit 2) and exit codes; a
+    GraphnetError becomes one line on stderr and exit 1."""
     try:
-        app(standalone_mode=False)
+        app()
     except GraphnetError as error:
         if _state["debug"]:
             traceback.print_exc()
         typer.echo(f"graphnet: error: {error}", err=True)
         sys.exit(1)
-    except typer.Exit as done:
-        sys.exit(done.exit_code)
-    except typer.Abort:
-        typer.echo("graphnet: aborted", err=True)
-        sys.exit(130)
-    except Exception as error:  # click usage errors and the like
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
+    except Exception as error:
         if _state["debug"]:
             raise
         typer.echo(f"graphnet: internal error: {type(error).__name__}: {error} (rerun with --debug)", err=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from graphnet import Model, build_graph, load_spec, parse_spec
+from graphnet import Model, load_spec, parse_spec
 from graphnet.errors import GradientError, GraphnetError, OpError, TrainingError
 from graphnet.registry import OpSource, Registry, default_registry
 

@@ -209,10 +209,6 @@ def test_default_registry_sees_a_plugin_after_reset(make_dist, monkeypatch):
     assert default_registry().source("late_swish").distribution == "gn-late"
 
 
-CLI_EXIT_BUG = (
-    "graphnet.cli.main() drops the exit code app(standalone_mode=False) returns, so "
-    "typer.Exit(1) from a command exits 0 (fix: sys.exit(app(standalone_mode=False) or 0))"
-)
 
 
 def test_ops_cli_lists_healthy_ops_and_reports_the_broken_one(plugins, run_cli):
@@ -244,7 +240,6 @@ def test_ops_cli_exit_code_in_process(plugins, cli_runner, monkeypatch):
     assert "gn_swish v1  [gn-swish]" in result.stdout
 
 
-@pytest.mark.xfail(strict=True, reason=CLI_EXIT_BUG)
 def test_ops_cli_exits_1_on_a_broken_plugin(plugins, run_cli):
     _, sites = plugins
     assert run_cli("ops", pythonpath=[sites["good"], sites["broken"]]).returncode == 1

@@ -1,0 +1,247 @@
+"""The command line, run as a real process (exit codes, one-line errors on stderr) and in process
+through typer's CliRunner (output parsing)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+import graphnet
+from graphnet.registry import default_registry
+
+REPO = Path(__file__).resolve().parents[1]
+SPECS = sorted((REPO / "specs").glob("*.yaml"))
+
+
+BROKEN = """\
+name: broken
+inputs:
+  x:
+    shape: [4]
+nodes:
+  fc:
+    op: linear
+    inputs:
+      x: x
+    attrs:
+      units: 3
+      unitz: 2
+"""
+
+
+def stderr_lines(result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_validate_accepts_every_example_spec(run_cli, path):
+    result = run_cli("validate", path.relative_to(REPO))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    name = yaml.safe_load(path.read_text())["name"]
+    assert f"ok — graph '{name}'" in result.stdout
+    assert "\n  loss " in result.stdout  # every example has a loss node, listed with its op
+
+
+def test_validate_rejects_a_broken_spec_with_one_line(run_cli, write_spec):
+    path = write_spec(BROKEN)
+    result = run_cli("validate", path)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = stderr_lines(result)
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert lines[0].startswith(f"graphnet: error: {path}:12: nodes.fc.attrs.unitz: ")
+    assert "op 'linear' has no attribute 'unitz' (did you mean 'units'?" in lines[0]
+
+
+def test_validate_error_from_set_points_at_the_flag(run_cli):
+    result = run_cli("validate", "specs/skip-mlp.yaml", "--set", "train.optimizer.lr=-1")
+    assert result.returncode == 1
+    (line,) = stderr_lines(result)
+    assert line.startswith("graphnet: error: --set train.optimizer.lr=-1: train.optimizer.lr: ")
+    assert "received -1" in line
+
+
+def test_validate_set_changes_the_graph(run_cli):
+    result = run_cli("validate", "specs/seed-mse.yaml", "--set", "layers.sizes=[784, 20, 10, 10]")
+    assert result.returncode == 0, result.stderr
+    assert "(x=image) -> [20]" in result.stdout
+
+
+def test_validate_missing_file(run_cli, tmp_path):
+    result = run_cli("validate", tmp_path / "nope.yaml")
+    assert result.returncode == 1
+    (line,) = stderr_lines(result)
+    assert "nope.yaml: cannot read spec" in line
+
+
+def test_debug_shows_the_traceback(run_cli, write_spec):
+    path = write_spec(BROKEN)
+    result = run_cli("--debug", "validate", path)
+    assert result.returncode == 1
+    assert "Traceback (most recent call last)" in result.stderr
+    assert "graphnet.errors.SpecError" in result.stderr
+    assert stderr_lines(result)[-1].startswith(f"graphnet: error: {path}:12: nodes.fc.attrs.unitz: ")
+
+
+
+
+@pytest.mark.parametrize("args", [("validat", "specs/skip-mlp.yaml"), ("validate",)], ids=["typo", "missing-arg"])
+def test_usage_error_has_no_traceback(run_cli, args):
+    result = run_cli(*args)
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 2
+    assert args[0] in result.stderr or "Missing" in result.stderr
+
+
+def test_ops_json_describes_every_op(run_cli):
+    result = run_cli("ops", "--json")
+    listing = json.loads(result.stdout)
+    registry = default_registry()
+    problems = registry.problems()
+    assert listing["problems"].keys() == problems.keys()
+    by_name = {op["name"]: op for op in listing["ops"]}
+    assert set(by_name) == set(registry.names()) - set(problems)
+    for name, op in by_name.items():
+        loaded = registry.get(name)
+        assert op["inputs"] == list(loaded.inputs)
+        assert op["version"] == loaded.version >= 1
+        assert op["distribution"] == registry.source(name).distribution
+        assert [a["name"] for a in op["attributes"]] == list(loaded.Attrs.model_fields)
+        assert op["summary"]
+    linear = by_name["linear"]
+    assert linear["distribution"] == "graphnet"
+    assert linear["params"] == ["w", "b"]
+    units = {a["name"]: a for a in linear["attributes"]}
+    assert units["units"]["required"] is True
+    assert units["bias"] == {"name": "bias", "required": False, "default": True,
+                             "description": "add a learned bias b"}
+    assert by_name["softmax_cross_entropy"]["no_grad"] == ["labels"]
+    assert by_name["concat"]["variadic"] == ["xs"]
+
+
+def test_ops_text_listing(cli_runner):
+    result = cli_runner("ops")
+    assert "linear v1  [graphnet]" in result.stdout
+    assert "inputs: x   params: w, b   attrs: units, bias=True, in_features=None, init='he_normal'" in result.stdout
+
+
+def test_gradcheck_all_ops(run_cli):
+    result = run_cli("gradcheck")
+    assert result.returncode == 0, result.stderr
+    names = default_registry().names()
+    assert result.stdout.strip().endswith(f"ok: {len(names)} checked, tolerance 1e-05")
+    for name in names:
+        assert f"\n{name} " in result.stdout
+    assert "FAIL" not in result.stdout
+
+
+def test_gradcheck_a_spec(run_cli):
+    result = run_cli("gradcheck", "--spec", "specs/skip-mlp.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "skip-mlp                 stem.w" in result.stdout
+    assert result.stdout.strip().endswith("ok: 1 checked, tolerance 1e-05")
+
+
+def test_gradcheck_failure_in_process(cli_runner):
+    result = cli_runner("gradcheck", "--op", "relux")
+    assert result.exit_code == 1
+    assert "graphnet: gradcheck failed: unknown op 'relux'" in result.stderr
+
+
+def test_gradcheck_failure_exits_1(run_cli):
+    result = run_cli("gradcheck", "--op", "relux")
+    assert "graphnet: gradcheck failed: unknown op 'relux'" in result.stderr
+    assert result.returncode == 1
+
+
+@pytest.fixture(scope="module")
+def spec_schema():
+    from typer.testing import CliRunner
+
+    from graphnet.cli import app
+
+    result = CliRunner().invoke(app, ["schema"])
+    assert result.exit_code == 0, result.output
+    schema = json.loads(result.stdout)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_schema_accepts_every_example_spec(spec_schema, path):
+    errors = [e.message for e in spec_schema.iter_errors(yaml.safe_load(path.read_text()))]
+    assert errors == []
+
+
+def test_schema_declares_draft_2020_12(spec_schema):
+    assert spec_schema.schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert set(spec_schema.schema["$defs"]["NodeSpec"]["properties"]["op"]["enum"]) >= {"linear", "relu"}
+
+
+def skip_mlp():
+    return yaml.safe_load((REPO / "specs" / "skip-mlp.yaml").read_text())
+
+
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        (lambda d: d["nodes"]["stem"]["attrs"].update(unitz=3), "'unitz' was unexpected"),
+        (lambda d: d["nodes"]["stem"].update(op="lineer"), "'lineer' is not one of"),
+        (lambda d: d["nodes"]["stem"]["attrs"].pop("units"), "'units' is a required property"),
+        (lambda d: d["nodes"]["stem"]["attrs"].update(units=0), "0 is less than or equal to the minimum of 0"),
+        (lambda d: d["nodes"]["loss"]["inputs"].pop("labels"), "'labels' is a required property"),
+        (lambda d: d["nodes"]["act0"]["inputs"].update(y="stem"), "'y' was unexpected"),
+        (lambda d: d.update(outptus=[]), "'outptus' was unexpected"),
+        (lambda d: d["train"].update(schedule=[]), "should be non-empty"),
+    ],
+    ids=["unknown-attr", "unknown-op", "missing-attr", "bad-attr-value", "missing-role",
+         "unknown-role", "unknown-key", "empty-schedule"],
+)
+def test_schema_rejects_bad_specs(spec_schema, change, fragment):
+    data = skip_mlp()
+    assert spec_schema.is_valid(data)
+    change(data)
+    assert not spec_schema.is_valid(data)
+    messages = []
+    pending = list(spec_schema.iter_errors(data))
+    while pending:  # the errors of anyOf/oneOf branches are nested in .context
+        error = pending.pop()
+        messages.append(error.message)
+        pending.extend(error.context or [])
+    assert any(fragment in m for m in messages), messages
+
+
+def test_schema_and_loader_agree_on_schedule_forms(spec_schema):
+    from graphnet import parse_spec
+
+    for schedule in ([{"epochs": 1, "lr": 0.1}], {"warmup_epochs": 1}, {"type": "cosine", "min_lr": 0.1},
+                     {"type": "step", "step_epochs": 2}):
+        data = skip_mlp()
+        data["train"]["schedule"] = schedule
+        data["train"].pop("epochs")
+        assert spec_schema.is_valid(data), schedule
+        parse_spec(json.dumps(data))  # and the loader takes it too
+
+
+def test_version(run_cli, cli_runner):
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"graphnet {graphnet.__version__}"
+    assert cli_runner("--version").stdout.strip() == f"graphnet {graphnet.__version__}"
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).parent / "graphnet"
+    if not script.exists():
+        pytest.skip("the graphnet console script is not installed in this environment")
+    import subprocess
+
+    result = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == f"graphnet {graphnet.__version__}"
