@@ -136,6 +136,25 @@ class DataSpec(StrictModel):
     x: Name | None = Field(None, description="graph input fed the examples (default: first float input)")
     y: Name | None = Field(None, description="graph input fed the labels (default: the other input)")
 
+    @model_validator(mode="after")
+    def _fields_that_apply(self) -> "DataSpec":
+        """`files:` and `keys:` only mean something for some datasets: say so rather than ignore."""
+        if self.files is not None and self.dataset != "idx":
+            raise ValueError(f"`files:` is only used with dataset: idx, but dataset is {self.dataset}")
+        keys = set(self.keys or {})
+        npz_keys = sorted(keys - {"x_val", "y_val"})
+        if npz_keys and self.dataset != "npz":
+            raise ValueError(
+                f"keys {npz_keys} name arrays of an .npz file, but dataset is {self.dataset}"
+            )
+        val_keys = sorted(keys & {"x_val", "y_val"})
+        if val_keys and not isinstance(self.validation, ValidationFile):
+            raise ValueError(
+                f"keys {val_keys} name arrays of a validation file, but validation is "
+                f"{self.validation!r}; set validation: {{file: val.npz}}"
+            )
+        return self
+
 
 class SGDSpec(StrictModel):
     type: Literal["sgd"]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from graphnet.errors import DataError
 from graphnet.spec import DataSpec, InputSpec, PreprocessSpec, ValidationFile
@@ -681,8 +682,9 @@ def test_idx_dataset_errors(tmp_path):
     ],
 )
 def test_fields_that_do_not_apply_are_errors(fields, expected):
-    with pytest.raises(DataError, match=expected):
-        load_data(DataSpec(**fields), SMALL_X, LABEL, download=False)
+    # rejected when the spec loads, before any data is read
+    with pytest.raises(ValidationError, match=expected):
+        DataSpec(**fields)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from pydantic import Field
 
 from ..errors import ShapeError
 from ..op import Example, Op, OpAttrs
-from .softmax_cross_entropy import check_label_shape, class_targets
+from ..labels import check_label_shape, class_targets
 
 
 class CrossEntropyAttrs(OpAttrs):

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from ..errors import ShapeError
 from ..op import Example, Op, OpAttrs
-from .softmax_cross_entropy import class_targets
+from ..labels import class_targets
 
 
 class MSEAttrs(OpAttrs):

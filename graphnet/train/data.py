@@ -174,8 +174,6 @@ def load_data(
     """
     env = os.environ if env is None else env
     spec_dir = Path(spec_dir) if spec_dir is not None else Path.cwd()
-    _check_unused_fields(spec)
-
     train, test, source = _read_source(
         spec, data_dir, spec_dir, env, mirrors, checksums, download
     )
@@ -266,32 +264,6 @@ def _batches(x, y, order: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndar
 # ----------------------------------------------------------------------------------------------
 # Reading the source
 # ----------------------------------------------------------------------------------------------
-
-
-def _check_unused_fields(spec: DataSpec) -> None:
-    """`files:` and `keys:` only mean something for some datasets: say so rather than ignore."""
-    if spec.files is not None and spec.dataset != "idx":
-        raise DataError(
-            f"`files:` is only used with dataset: idx, but dataset is {spec.dataset}",
-            path="train.data.files",
-            hint="remove `files:`, or set dataset: idx",
-        )
-    keys = set(spec.keys or {})
-    npz_keys = sorted(keys & set(NPZ_ROLES))
-    if npz_keys and spec.dataset != "npz":
-        raise DataError(
-            f"keys {npz_keys} name arrays of an .npz file, but dataset is {spec.dataset}",
-            path="train.data.keys",
-            hint="remove them, or set dataset: npz",
-        )
-    val_keys = sorted(keys & set(VAL_ROLES))
-    if val_keys and not isinstance(spec.validation, ValidationFile):
-        raise DataError(
-            f"keys {val_keys} name arrays of a validation file, but validation is "
-            f"{spec.validation!r}",
-            path="train.data.keys",
-            hint="remove them, or set validation: {file: val.npz}",
-        )
 
 
 def _read_source(spec, data_dir, spec_dir, env, mirrors, checksums, download):
