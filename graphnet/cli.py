@@ -165,13 +165,14 @@ def run(
     if loaded.train is None:
         raise GraphnetError("the spec has no `train:` section", file=str(spec), path="train",
                             hint="add one, see specs/mnist-mlp.yaml")
-    progress = _make_progress()
+    metrics = [m for m in _METRICS if m in loaded.train.metrics]
+    progress = _make_progress(metrics)
     started = time.perf_counter()
     try:
         result = train(loaded, data_dir=data_dir, output=out, progress=progress)
     finally:
         progress.close()
-    _print_summary(result, time.perf_counter() - started)
+    _print_summary(result, time.perf_counter() - started, metrics)
 
 
 @app.command("eval")
@@ -213,6 +214,9 @@ def eval_(
 class _LineProgress:
     """One plain line per epoch (stdout is not a terminal: logs, CI)."""
 
+    def __init__(self, metrics: list[str]) -> None:
+        self.metrics = metrics
+
     def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
         self.epochs = epochs
 
@@ -220,7 +224,7 @@ class _LineProgress:
         pass
 
     def epoch_end(self, log: Any, best: bool) -> None:
-        typer.echo(_epoch_line(log, self.epochs, best))
+        typer.echo(_epoch_line(log, self.epochs, best, self.metrics))
 
     def close(self) -> None:
         pass
@@ -229,7 +233,8 @@ class _LineProgress:
 class _BarProgress(_LineProgress):
     """A rich progress bar per epoch with the live loss and samples/s."""
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: list[str]) -> None:
+        super().__init__(metrics)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.bar = Progress(
@@ -253,14 +258,14 @@ class _BarProgress(_LineProgress):
 
     def epoch_end(self, log: Any, best: bool) -> None:
         self.bar.remove_task(self.task)
-        self.bar.console.print(_epoch_line(log, self.epochs, best), highlight=False)
+        self.bar.console.print(_epoch_line(log, self.epochs, best, self.metrics), highlight=False)
 
     def close(self) -> None:
         self.bar.stop()
 
 
-def _make_progress() -> _LineProgress:
-    return _BarProgress() if sys.stdout.isatty() else _LineProgress()
+def _make_progress(metrics: list[str]) -> _LineProgress:
+    return _BarProgress(metrics) if sys.stdout.isatty() else _LineProgress(metrics)
 
 
 def _percent(value: float | None) -> str:
@@ -271,25 +276,35 @@ def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def _epoch_line(log: Any, epochs: int, best: bool) -> str:
+# metric -> (column title, EpochLog field, format); `train.metrics` picks which are shown
+_METRICS = {
+    "loss": ("val loss", "val_loss", _number),
+    "error": ("val error", "val_error", _percent),
+    "accuracy": ("val accuracy", "val_accuracy", _percent),
+}
+
+
+def _epoch_line(log: Any, epochs: int, best: bool, metrics: list[str]) -> str:
+    shown = "  ".join(
+        f"{_METRICS[m][0]} {_METRICS[m][2](getattr(log, _METRICS[m][1]))}" for m in metrics
+    )
     return (
-        f"epoch {log.epoch}/{epochs}  lr {log.lr:.3g}  train loss {log.train_loss:.4f}  "
-        f"val loss {_number(log.val_loss)}  val error {_percent(log.val_error)}  "
+        f"epoch {log.epoch}/{epochs}  lr {log.lr:.3g}  train loss {log.train_loss:.4f}  {shown}  "
         f"{log.seconds:.1f}s  {log.samples_per_second:,.0f} samples/s" + ("  *best" if best else "")
     )
 
 
-def _print_summary(result: Any, seconds: float) -> None:
+def _print_summary(result: Any, seconds: float, metrics: list[str]) -> None:
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{result.model.spec.name}: training log")
-    for column in ("epoch", "lr", "train loss", "val loss", "val error", "seconds"):
+    for column in ("epoch", "lr", "train loss", *(_METRICS[m][0] for m in metrics), "seconds"):
         table.add_column(column, justify="right")
     for log in result.epochs:
         mark = " *" if log.epoch == result.best_epoch else ""
-        table.add_row(f"{log.epoch}{mark}", f"{log.lr:.3g}", _number(log.train_loss), _number(log.val_loss),
-                      _percent(log.val_error), f"{log.seconds:.1f}")
+        values = [_METRICS[m][2](getattr(log, _METRICS[m][1])) for m in metrics]
+        table.add_row(f"{log.epoch}{mark}", f"{log.lr:.3g}", _number(log.train_loss), *values, f"{log.seconds:.1f}")
     console = Console(width=100)
     console.print(table)
     if result.stopped:

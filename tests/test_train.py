@@ -201,3 +201,35 @@ def test_set_errors_point_at_the_flag():
     malformed = cli("run", str(SPECS / "seed-softmax.yaml"), "--set", "train.epochs")
     assert malformed.returncode == 1 and "PATH=VALUE" in malformed.stderr
     assert "Traceback" not in bad.stderr + typo.stderr + malformed.stderr
+
+
+def test_cli_shows_the_metrics_the_spec_asks_for(synth, tmp_path):
+    synth()  # writes tmp_path/synth.yaml
+    run = cli("run", str(tmp_path / "synth.yaml"), "--set", "train.metrics=[loss, accuracy]",
+              "--set", "train.epochs=2")
+    assert run.returncode == 0, run.stderr
+    epoch_lines = [line for line in run.stdout.splitlines() if line.startswith("epoch ")]
+    assert len(epoch_lines) == 2
+    assert all("val accuracy" in line and "val loss" in line and "val error" not in line for line in epoch_lines)
+    assert "val accuracy" in run.stdout.split("training log")[1]
+
+
+def test_terminal_gets_a_progress_bar(synth, tmp_path, monkeypatch):
+    pty = pytest.importorskip("pty")
+    synth()
+    import io
+
+    out = io.BytesIO()
+
+    def read(fd):
+        data = os.read(fd, 1024)
+        out.write(data)
+        return data
+
+    monkeypatch.setenv("COLUMNS", "120")
+    status = pty.spawn([sys.executable, "-m", "graphnet.cli", "run", str(tmp_path / "synth.yaml"),
+                        "--set", "train.epochs=2"], read)
+    text = out.getvalue().decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    assert "samples/s" in text and "epoch 2/2" in text
+    assert "\x1b[" in text  # the live bar redraws with terminal control sequences

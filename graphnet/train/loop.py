@@ -36,6 +36,7 @@ class EpochLog:
     train_loss: float
     val_loss: float | None
     val_error: float | None
+    val_accuracy: float | None
     seconds: float
     samples_per_second: float
 
@@ -200,6 +201,7 @@ def train(
             log = EpochLog(
                 epoch=epoch + 1, lr=lr, train_loss=loss_sum / max(seen, 1),
                 val_loss=val["loss"] if val else None, val_error=val["error"] if val else None,
+                val_accuracy=val["accuracy"] if val else None,
                 seconds=seconds, samples_per_second=seen / max(seconds, 1e-9),
             )
             history.append(log)
