@@ -163,74 +163,105 @@ def train(
     model = Model(graph, seed=cfg.seed)
     optimizer = make_optimizer(cfg.optimizer, model.size, model.dtype, model.decay_mask)
     epochs = cfg.total_epochs()
-    steps_per_epoch = -(-len(data.train) // cfg.batch_size)
-    monitor = cfg.keep_best.metric if cfg.keep_best else None
-    best_value, best_epoch, best_params = None, None, model.flat_params.copy()
-    history: list[EpochLog] = []
-    stopped = None
+    best = _Best(cfg, model)
     started = time.perf_counter()
+    result = RunResult(model, [], None, {}, output, data_source=data.source)
     global_step = 0
-    result = RunResult(model, history, None, {}, output, data_source=data.source)
     try:
         for epoch in range(epochs):
-            progress.epoch_start(epoch + 1, epochs, steps_per_epoch)
             t0 = time.perf_counter()
-            rng = np.random.default_rng([cfg.seed, epoch])
-            augment_rng = np.random.default_rng([cfg.seed, epoch, 1])
-            loss_sum, seen = 0.0, 0
-            lr = cfg.optimizer.lr
-            for step, (xb, yb) in enumerate(shuffled_batches(data.train.x, data.train.y, cfg.batch_size, rng)):
-                lr = learning_rate(cfg.schedule, cfg.optimizer.lr, epoch, step, steps_per_epoch, epochs)
-                if cfg.augment is not None:
-                    xb = shift_batch(xb, cfg.augment, augment_rng)
-                batch = {roles.x: xb, roles.y: yb}
-                # Overflow shows up as Inf/NaN, which the guard below reports with its location.
-                with np.errstate(over="ignore", invalid="ignore"):
-                    loss = float(model.forward(batch, (roles.loss,), training=True, step=global_step)[roles.loss])
-                    model.backward(roles.loss)
-                # NaN guard: one sum over the flat gradient buffer catches any NaN or Inf.
-                if not (np.isfinite(loss) and np.isfinite(np.sum(model.flat_grads))):
-                    raise _locate_non_finite(model, batch, roles, epoch, step, global_step, output)
-                optimizer.step(model.flat_params, model.flat_grads, lr)
-                loss_sum += loss * len(xb)
-                seen += len(xb)
-                global_step += 1
-                progress.step(loss, len(xb))
+            train_loss, lr, global_step = _train_epoch(
+                model, optimizer, data.train, cfg, roles, epoch, global_step, progress, output
+            )
             seconds = time.perf_counter() - t0
             val = evaluate(model, data.val, roles) if data.val is not None and len(data.val) else None
             log = EpochLog(
-                epoch=epoch + 1, lr=lr, train_loss=loss_sum / max(seen, 1),
+                epoch=epoch + 1, lr=lr, train_loss=train_loss,
                 val_loss=val["loss"] if val else None, val_error=val["error"] if val else None,
                 val_accuracy=val["accuracy"] if val else None,
-                seconds=seconds, samples_per_second=seen / max(seconds, 1e-9),
+                seconds=seconds, samples_per_second=len(data.train) / max(seconds, 1e-9),
             )
-            history.append(log)
-            improved = False
-            if monitor and val is not None:
-                value = val[monitor.removeprefix("val_")]
-                if monitor == "val_accuracy":
-                    value = -value
-                if best_value is None or value < best_value:
-                    best_value, best_epoch, improved = value, epoch + 1, True
-                    best_params[...] = model.flat_params
-                    result.best_epoch = best_epoch
-                    result.seconds = time.perf_counter() - started
-                    save_model(output, model, log=result.log_dict())
+            result.epochs.append(log)
+            improved = best.update(epoch + 1, val)
+            if improved:
+                # The file on disk always holds the best parameters so far.
+                result.best_epoch = best.epoch
+                result.seconds = time.perf_counter() - started
+                save_model(output, model, log=result.log_dict())
             progress.epoch_end(log, improved)
-            patience = cfg.keep_best.patience if cfg.keep_best else None
-            if patience and best_epoch is not None and epoch + 1 - best_epoch >= patience:
-                stopped = "early stopping"
+            if best.patience_ran_out(epoch + 1):
+                result.stopped = "early stopping"
                 break
     except KeyboardInterrupt:
-        stopped = "interrupted"
-    if best_epoch is not None:
-        model.flat_params[...] = best_params
-    result.best_epoch = best_epoch
-    result.stopped = stopped
+        result.stopped = "interrupted"
+    best.restore()
+    result.best_epoch = best.epoch
     result.test = evaluate(model, data.test, roles)
     result.seconds = time.perf_counter() - started
     save_model(output, model, log=result.log_dict(), metrics={f"test_{k}": v for k, v in result.test.items()})
     return result
+
+
+def _train_epoch(model: Model, optimizer, train_split: Split, cfg: TrainSpec, roles: Roles, epoch: int,
+                 global_step: int, progress: Progress, output: Path) -> tuple[float, float, int]:
+    """One pass over the shuffled training set; returns (mean loss, last lr, global step)."""
+    epochs = cfg.total_epochs()
+    steps_per_epoch = -(-len(train_split) // cfg.batch_size)
+    progress.epoch_start(epoch + 1, epochs, steps_per_epoch)
+    rng = np.random.default_rng([cfg.seed, epoch])
+    augment_rng = np.random.default_rng([cfg.seed, epoch, 1])
+    loss_sum, seen, lr = 0.0, 0, cfg.optimizer.lr
+    for step, (xb, yb) in enumerate(shuffled_batches(train_split.x, train_split.y, cfg.batch_size, rng)):
+        lr = learning_rate(cfg.schedule, cfg.optimizer.lr, epoch, step, steps_per_epoch, epochs)
+        if cfg.augment is not None:
+            xb = shift_batch(xb, cfg.augment, augment_rng)
+        batch = {roles.x: xb, roles.y: yb}
+        # Overflow shows up as Inf/NaN, which the guard below reports with its location.
+        with np.errstate(over="ignore", invalid="ignore"):
+            loss = float(model.forward(batch, (roles.loss,), training=True, step=global_step)[roles.loss])
+            model.backward(roles.loss)
+        # NaN guard: one sum over the flat gradient buffer catches any NaN or Inf.
+        if not (np.isfinite(loss) and np.isfinite(np.sum(model.flat_grads))):
+            raise _locate_non_finite(model, batch, roles, epoch, step, global_step, output)
+        optimizer.step(model.flat_params, model.flat_grads, lr)
+        loss_sum += loss * len(xb)
+        seen += len(xb)
+        global_step += 1
+        progress.step(loss, len(xb))
+    return loss_sum / max(seen, 1), lr, global_step
+
+
+class _Best:
+    """Best-on-validation bookkeeping: the monitored metric, a copy of the best parameters,
+    and early stopping's patience."""
+
+    def __init__(self, cfg: TrainSpec, model: Model) -> None:
+        self.metric = cfg.keep_best.metric if cfg.keep_best else None
+        self.patience = cfg.keep_best.patience if cfg.keep_best else None
+        self.model = model
+        self.params = model.flat_params.copy()
+        self.value: float | None = None
+        self.epoch: int | None = None
+
+    def update(self, epoch: int, val: dict[str, float] | None) -> bool:
+        if self.metric is None or val is None:
+            return False
+        value = val[self.metric.removeprefix("val_")]
+        if self.metric == "val_accuracy":
+            value = -value  # higher is better
+        if self.value is not None and value >= self.value:
+            return False
+        self.value, self.epoch = value, epoch
+        self.params[...] = self.model.flat_params
+        return True
+
+    def patience_ran_out(self, epoch: int) -> bool:
+        return bool(self.patience) and self.epoch is not None and epoch - self.epoch >= self.patience
+
+    def restore(self) -> None:
+        """Put the best parameters back into the model (no-op when nothing was monitored)."""
+        if self.epoch is not None:
+            self.model.flat_params[...] = self.params
 
 
 def _locate_non_finite(model: Model, batch, roles: Roles, epoch: int, step: int, global_step: int,
