@@ -44,20 +44,35 @@ def _main(
 
 
 def main() -> None:
-    """Console-script entry point: typer handles usage errors (exit 2) and exit codes; a
-    GraphnetError becomes one line on stderr and exit 1."""
+    """Console-script entry point. Every failure is one line on stderr: a GraphnetError exits 1,
+    a command-line usage error exits 2, Ctrl-C exits 130; ``--debug`` adds the traceback."""
     try:
-        app()
+        code = app(standalone_mode=False)
     except GraphnetError as error:
-        if _state["debug"]:
-            traceback.print_exc()
-        typer.echo(f"graphnet: error: {error}", err=True)
+        _report(f"error: {error}")
         sys.exit(1)
+    except (KeyboardInterrupt, typer.Abort):
+        _report("interrupted")
+        sys.exit(130)
     except Exception as error:
-        if _state["debug"]:
-            raise
-        typer.echo(f"graphnet: internal error: {type(error).__name__}: {error} (rerun with --debug)", err=True)
+        if _is_usage_error(error):
+            command = getattr(getattr(error, "ctx", None), "command_path", "graphnet")
+            _report(f"error: {error.format_message()} (see '{command} --help')")
+            sys.exit(error.exit_code)
+        _report(f"internal error: {type(error).__name__}: {error} (rerun with --debug for the traceback)")
         sys.exit(2)
+    sys.exit(code or 0)
+
+
+def _report(message: str) -> None:
+    if _state["debug"]:
+        traceback.print_exc()
+    typer.echo(f"graphnet: {message}", err=True)
+
+
+def _is_usage_error(error: Exception) -> bool:
+    # typer bundles its own copy of click; recognise click's exceptions by what they offer.
+    return hasattr(error, "format_message") and isinstance(getattr(error, "exit_code", None), int)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -75,6 +90,10 @@ def validate(
     from .spec import load_spec
 
     graph = build_graph(load_spec(spec, overrides=set_))
+    if graph.spec.train is not None:
+        from .train.loop import resolve_roles
+
+        resolve_roles(graph, graph.spec.train)
     typer.echo(f"{spec}: ok — graph '{graph.spec.name}', {len(graph.nodes)} nodes, {graph.param_count():,} parameters")
     for name, node in graph.nodes.items():
         sources = ", ".join(f"{e.role}={e.source}" for e in node.edges)
@@ -152,49 +171,73 @@ def gradcheck(
 def run(
     spec: Path = typer.Argument(..., help="Spec file with a `train:` section."),
     set_: list[str] = typer.Option([], "--set", help="Override a field: PATH=VALUE (repeatable), e.g. train.epochs=5."),
-    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Directory holding the dataset's files."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Model file to write (default: train.output)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Same as --set train.seed=N."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Directory holding the dataset's four IDX files."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Model file to write (default: train.output, else runs/NAME.gnm)."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Same as --set train.seed=N."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing model file."),
 ) -> None:
     """Train a spec, evaluate on the test set, and write a model file."""
+    from .modelfile import check_output, save_model
     from .spec import load_spec
-    from .train.loop import train
+    from .train.loop import prepare, train
+    from .train.schedule import describe
 
     overrides = list(set_) + ([f"train.seed={seed}"] if seed is not None else [])
     loaded = load_spec(spec, overrides=overrides)
     if loaded.train is None:
         raise GraphnetError("the spec has no `train:` section", file=str(spec), path="train",
                             hint="add one, see specs/mnist-mlp.yaml")
-    metrics = [m for m in _METRICS if m in loaded.train.metrics]
-    progress = _make_progress(metrics)
+    cfg = loaded.train
+    output = check_output(out or cfg.output or f"runs/{loaded.name}.gnm", overwrite)
     started = time.perf_counter()
+    graph, roles, data = prepare(loaded, data_dir)
+    spec_dir = str(spec.resolve().parent)
+
+    def checkpoint(model, log, metrics):
+        save_model(output, model, log={**log, "spec_dir": spec_dir}, metrics=metrics)
+
+    val = len(data.val) if data.val is not None else 0
+    typer.echo(
+        f"{loaded.name}: {graph.param_count():,} parameters; data {data.source} "
+        f"({len(data.train):,} train / {val:,} val / {len(data.test):,} test); "
+        f"{cfg.optimizer.type}, {describe(cfg.schedule, cfg.optimizer.lr, cfg.total_epochs())}, "
+        f"batch {cfg.batch_size}, seed {cfg.seed}"
+    )
+    metrics = [m for m in _METRICS if m in cfg.metrics]
+    progress = _make_progress(metrics)
     try:
-        result = train(loaded, data_dir=data_dir, output=out, progress=progress)
+        result = train(loaded, checkpoint=checkpoint, progress=progress, prepared=(graph, roles, data))
     finally:
         progress.close()
-    _print_summary(result, time.perf_counter() - started, metrics)
+    if not result.epochs:
+        typer.echo("graphnet: interrupted before the first epoch ended; no model file written", err=True)
+        raise typer.Exit(130)
+    _print_summary(result, output, time.perf_counter() - started, metrics)
+    if result.stopped == "interrupted":
+        raise typer.Exit(130)
 
 
 @app.command("eval")
 def eval_(
     model: Path = typer.Argument(..., help="Model file written by `graphnet run`."),
-    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Directory holding the dataset's files."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Directory holding the dataset's four IDX files."),
     split: str = typer.Option("test", "--split", help="test or val."),
 ) -> None:
     """Evaluate a model file on its dataset's test (or validation) split, from the file alone."""
     from .modelfile import load_model
-    from .train.data import load_data
-    from .train.loop import evaluate, resolve_roles
+    from .train.loop import evaluate, prepare
 
     if split not in ("test", "val"):
-        raise GraphnetError(f"--split must be 'test' or 'val', received {split!r}")
+        raise GraphnetError(f"--split must be 'test' or 'val', received {split!r}", hint="use --split test")
     loaded = load_model(model)
     spec = loaded.model.spec
     if spec.train is None:
-        raise GraphnetError("the model's spec has no `train:` section, so its dataset is unknown", file=str(model))
-    roles = resolve_roles(loaded.model.graph, spec.train)
-    data = load_data(spec.train.data, (roles.x, spec.inputs[roles.x]), (roles.y, spec.inputs[roles.y]),
-                     data_dir=data_dir)
+        raise GraphnetError("the model's spec has no `train:` section, so its dataset is unknown",
+                            file=str(model), hint="evaluate it from Python with your own data")
+    # Relative data paths were relative to the spec the model was trained from.
+    recorded_dir = loaded.log.get("spec_dir")
+    spec_dir = Path(recorded_dir) if isinstance(recorded_dir, str) and Path(recorded_dir).is_dir() else None
+    _, roles, data = prepare(spec, data_dir, spec_dir=spec_dir)
     part = data.test if split == "test" else data.val
     if part is None:
         raise GraphnetError("the spec holds out no validation split", hint="use --split test")
@@ -294,7 +337,7 @@ def _epoch_line(log: Any, epochs: int, best: bool, metrics: list[str]) -> str:
     )
 
 
-def _print_summary(result: Any, seconds: float, metrics: list[str]) -> None:
+def _print_summary(result: Any, output: Path, seconds: float, metrics: list[str]) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -315,7 +358,7 @@ def _print_summary(result: Any, seconds: float, metrics: list[str]) -> None:
         f"test ({best}): loss {test['loss']:.4f}  error {test['error'] * 100:.2f}%  "
         f"accuracy {test['accuracy'] * 100:.2f}%", highlight=False,
     )
-    console.print(f"model file: {result.output}   total {seconds:.1f}s", highlight=False)
+    console.print(f"model file: {output}   total {seconds:.1f}s", highlight=False)
 
 
 if __name__ == "__main__":

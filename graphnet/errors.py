@@ -7,6 +7,10 @@ one line, which is what the CLI prints.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+from typing import Any
+
 
 class GraphnetError(Exception):
     """Base class of every error graphnet reports to a user."""
@@ -86,3 +90,35 @@ class TrainingError(GraphnetError):
 
 class ModelFileError(GraphnetError):
     """A model file is unreadable, corrupt, or from an unsupported format version."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers for building messages
+# ----------------------------------------------------------------------------------------------
+
+
+def closest(name: str, known: Iterable[Any]) -> str | None:
+    """The known name most like ``name`` (a likely typo of it), or None."""
+    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1)
+    return close[0] if close else None
+
+
+def did_you_mean(name: str, known: Iterable[Any], listing: str = "known") -> str:
+    """The hint for a name that is not one of ``known``:
+    ``did you mean 'units'? its attributes: units, bias`` (``listing`` names the list)."""
+    known = [str(k) for k in known]
+    close = closest(name, known)
+    prefix = f"did you mean '{close}'? " if close is not None else ""
+    return f"{prefix}{listing}: {', '.join(known)}"
+
+
+def first_to_report(errors: list[dict]) -> dict:
+    """Which of pydantic's errors (``ValidationError.errors()``) to report: the first one, except
+    that an unknown key is preferred over a missing one. A typo in a required key causes both,
+    and "unknown key 'unitz' (did you mean 'units'?)" is the one that says what to fix."""
+    first = errors[0]
+    if first["type"] != "missing":
+        return first
+    unknown = [e for e in errors if e["type"] == "extra_forbidden"]
+    siblings = [e for e in unknown if tuple(e["loc"][:-1]) == tuple(first["loc"][:-1])]
+    return (siblings or unknown or [first])[0]

@@ -1,16 +1,18 @@
 """The graph executor: forward over the topological order, backward over it in reverse.
 
-The plan (which nodes run, in which order, which gradients they owe) is computed once per set of
-requested outputs and reused. Forward keeps each node's output and what its op saved for backward.
-Backward seeds the loss with 1, walks the plan in reverse, asks each op only for the gradients that
-are needed (never for labels or data inputs), *adds* the contributions of a node that feeds several
-consumers, and checks every gradient an op returns (present, shape, dtype), naming the node and op
-when one is wrong.
+The plan (which nodes run, in which order, which gradients they owe, which graph inputs they
+read) is computed once per set of requested outputs and reused; so is, per set of seeds, the list
+of nodes whose backward runs. Forward keeps each node's output and what its op saved for backward,
+and checks each output's shape and dtype against the node's shape rule. Backward seeds the loss
+with 1, walks the plan in reverse, asks each op only for the gradients that are needed (never for
+labels or data inputs), *adds* the contributions of a node that feeds several consumers, and
+checks every gradient an op returns (present, shape, dtype), naming the node and op when one is
+wrong. It never writes into an array an op returned or received as ``dy``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -20,7 +22,7 @@ from .graph import Graph, Node, group_inputs
 from .op import Context
 
 
-@dataclass
+@dataclass(eq=False)
 class Step:
     """One node of the plan with what backward owes: the roles and parameters that need a
     gradient (``wants``)."""
@@ -28,6 +30,26 @@ class Step:
     node: Node
     index: int  # position in the graph's order: seeds the node's random generator
     wants: frozenset[str]
+    allowed: frozenset[str]  # names backward may return gradients for: input roles, parameters
+
+
+@dataclass(eq=False)
+class BackwardPlan:
+    """The steps whose backward runs for one set of seeds, in reverse topological order, and the
+    (node, parameter) pairs whose gradient they write."""
+
+    steps: list[Step]
+    params: frozenset[tuple[str, str]]
+
+
+@dataclass(eq=False)
+class Plan:
+    """What computing a set of outputs takes: the steps in topological order, the graph inputs
+    they read (sorted), and the backward plans met so far (seed names -> plan)."""
+
+    steps: list[Step]
+    inputs: list[str]
+    backward: dict[frozenset[str], BackwardPlan] = field(default_factory=dict)
 
 
 class Executor:
@@ -36,15 +58,14 @@ class Executor:
     def __init__(self, graph: Graph, dtype: np.dtype) -> None:
         self.graph = graph
         self.dtype = np.dtype(dtype)
-        self._plans: dict[tuple[str, ...], list[Step]] = {}
+        self._plans: dict[tuple[str, ...], Plan] = {}
         self.values: dict[str, np.ndarray] = {}
         self.saved: dict[str, Any] = {}
-        self._last_plan: list[Step] = []
-        self._last_context: tuple[bool, int, int] = (False, 0, 0)
+        self._last_plan: Plan | None = None
 
     # -- planning ---------------------------------------------------------------------------
 
-    def plan(self, outputs: tuple[str, ...]) -> list[Step]:
+    def plan(self, outputs: tuple[str, ...]) -> Plan:
         """The steps needed to compute ``outputs``, in topological order (cached)."""
         if outputs not in self._plans:
             for name in outputs:
@@ -58,11 +79,14 @@ class Executor:
                 if name in needed:
                     needed.update(s for s in self.graph.nodes[name].sources if s in self.graph.nodes)
             steps = []
+            inputs = set()
             for index, name in enumerate(self.graph.order):
                 if name in needed:
                     node = self.graph.nodes[name]
-                    steps.append(Step(node, index, self._wants(node)))
-            self._plans[outputs] = steps
+                    allowed = frozenset(node.op.inputs) | {p.name for p in node.params}
+                    steps.append(Step(node, index, self._wants(node), allowed))
+                    inputs.update(e.source for e in node.edges if e.source in self.graph.inputs)
+            self._plans[outputs] = Plan(steps, sorted(inputs))
         return self._plans[outputs]
 
     def _wants(self, node: Node) -> frozenset[str]:
@@ -72,6 +96,26 @@ class Executor:
             if source is not None and source.needs_grad and edge.role not in node.op.no_grad:
                 wants.add(edge.role)
         return frozenset(wants)
+
+    def backward_plan(self, plan: Plan, seeds: frozenset[str]) -> BackwardPlan:
+        """The steps of ``plan`` that a gradient reaches from ``seeds`` and that owe one (cached).
+
+        A node is reached when it is a seed or a reached consumer wants a gradient for one of its
+        edges from it; so the set is the same every time, and so are the parameters written."""
+        if seeds not in plan.backward:
+            reached = set(seeds)
+            steps = []
+            for item in reversed(plan.steps):
+                if item.node.name not in reached or not item.wants:
+                    continue
+                steps.append(item)
+                for edge in item.node.edges:
+                    source = self.graph.nodes.get(edge.source)
+                    if edge.role in item.wants and source is not None and source.needs_grad:
+                        reached.add(edge.source)
+            params = frozenset((s.node.name, p.name) for s in steps for p in s.node.params)
+            plan.backward[seeds] = BackwardPlan(steps, params)
+        return plan.backward[seeds]
 
     # -- forward ----------------------------------------------------------------------------
 
@@ -87,18 +131,15 @@ class Executor:
         check_finite: bool = False,
     ) -> dict[str, np.ndarray]:
         """Compute ``outputs`` for ``batch``. ``params[node][param]`` are the node parameters."""
-        steps = self.plan(outputs)
-        values: dict[str, np.ndarray] = dict(self._batch_inputs(batch, steps))
+        plan = self.plan(outputs)
+        values, batch_size = self._batch_inputs(batch, plan.inputs)
         self.saved = {}
-        for item in steps:
+        for item in plan.steps:
             node = item.node
             arrays = group_inputs(node, values.__getitem__)
             arrays.update(params.get(node.name, {}))
-            ctx = Context(
-                training=training,
-                rng=np.random.default_rng([seed, step, item.index]),
-                dtype=self.dtype,
-            )
+            # the generator is built only if the op draws (dropout): building one costs ~20 us
+            ctx = Context(training, dtype=self.dtype, seed=[seed, step, item.index])
             try:
                 out, saved = node.op.forward(node.attrs, ctx, **arrays)
             except GraphnetError:
@@ -108,6 +149,7 @@ class Executor:
                     f"op '{node.op.name}' failed in forward: {type(error).__name__}: {error}",
                     path=f"nodes.{node.name}",
                 ) from error
+            self._check_output(node, out, batch_size)
             if check_finite and not np.all(np.isfinite(out)):
                 raise TrainingError(
                     f"output of node '{node.name}' (op {node.op.name}) is not finite",
@@ -116,13 +158,16 @@ class Executor:
             values[node.name] = out
             self.saved[node.name] = saved
         self.values = values
-        self._last_plan = steps
+        self._last_plan = plan
         return {name: values[name] for name in outputs}
 
-    def _batch_inputs(self, batch: Mapping[str, np.ndarray], steps: list[Step]):
-        needed = {e.source for s in steps for e in s.node.edges if e.source in self.graph.inputs}
-        sizes = set()
-        for name in sorted(needed):
+    def _batch_inputs(
+        self, batch: Mapping[str, np.ndarray], names: list[str]
+    ) -> tuple[dict[str, np.ndarray], int | None]:
+        """The batch arrays the plan reads (floats cast to the model dtype) and the batch size
+        (None when the plan reads no input)."""
+        arrays = {}
+        for name in names:
             if name not in batch:
                 raise GraphnetError(
                     f"the batch has no array for input '{name}'",
@@ -139,10 +184,41 @@ class Executor:
                 )
             if self.graph.input_dtypes[name].startswith("float"):
                 array = array.astype(self.dtype, copy=False)
-            sizes.add(array.shape[0])
-            yield name, array
+            arrays[name] = array
+        sizes = {array.shape[0] for array in arrays.values()}
         if len(sizes) > 1:
             raise GraphnetError(f"batch arrays have different lengths: {sorted(sizes)}")
+        return arrays, (sizes.pop() if sizes else None)
+
+    def _check_output(self, node: Node, out: Any, batch_size: int | None) -> None:
+        """A forward output must be an array of the model dtype and of shape (N, *node.shape),
+        or () for an op that reduces the batch: a wrong shape would broadcast silently later."""
+        if node.op.reduces_batch:
+            expected = ()
+        elif batch_size is None:  # nothing fixes N: accept the output's own first axis
+            expected = (out.shape[0] if getattr(out, "ndim", 0) else None,) + node.shape
+        else:
+            expected = (batch_size,) + node.shape
+        if isinstance(out, np.ndarray) and out.shape == expected and out.dtype == self.dtype:
+            return
+        where = f"op '{node.op.name}' (node '{node.name}')"
+        rule = "a loss: one number per batch, shape ()" if node.op.reduces_batch else (
+            f"per-sample shape {list(node.shape)}"
+        )
+        hint = f"the op's shape rule says {rule}; fix forward or shape"
+        if not isinstance(out, np.ndarray):
+            received = f"a {type(out).__name__}"
+        elif out.shape != expected:
+            received = f"shape {list(out.shape)}"
+        else:
+            received = f"dtype {out.dtype}"
+            hint = "keep the computation in the input's dtype (ctx.dtype)"
+        shown = ["N" if size is None else size for size in expected]
+        raise OpError(
+            f"{where} forward returned {received}, expected a {self.dtype} array of shape {shown}",
+            path=f"nodes.{node.name}",
+            hint=hint,
+        )
 
     # -- backward ---------------------------------------------------------------------------
 
@@ -152,21 +228,22 @@ class Executor:
         write_param_grad: Callable[[str, str, np.ndarray], None],
         *,
         check_finite: bool = False,
-    ) -> None:
+    ) -> BackwardPlan:
         """Backpropagate from ``seeds`` (node -> gradient of the objective wrt its output).
 
         Parameter gradients are handed to ``write_param_grad(node, param, grad)``; gradients wrt
         graph inputs are never computed. ``check_finite`` stops at the first non-finite gradient,
-        naming the node (the training loop's NaN guard re-runs a failed step with it on)."""
+        naming the node (the training loop's NaN guard re-runs a failed step with it on).
+        Returns the backward plan that ran (its ``params`` are the gradients written)."""
+        if self._last_plan is None:
+            raise GraphnetError("backward before any forward", hint="run forward first")
         grads: dict[str, np.ndarray] = {}
         for name, seed in seeds.items():
             value = self.values[name]
             grads[name] = np.broadcast_to(np.asarray(seed, self.dtype), value.shape).copy()
-        for item in reversed(self._last_plan):
+        backward_plan = self.backward_plan(self._last_plan, frozenset(seeds))
+        for item in backward_plan.steps:
             node = item.node
-            if node.name not in grads or not item.wants:
-                grads.pop(node.name, None)
-                continue
             dy = grads.pop(node.name)
             try:
                 returned = node.op.backward(node.attrs, self.saved[node.name], dy, item.wants)
@@ -177,7 +254,7 @@ class Executor:
                     f"op '{node.op.name}' failed in backward: {type(error).__name__}: {error}",
                     path=f"nodes.{node.name}",
                 ) from error
-            self._check_returned(node, item.wants, returned)
+            self._check_returned(item, returned)
             for param in node.params:
                 g = returned[param.name]
                 if check_finite and not np.all(np.isfinite(g)):
@@ -200,30 +277,30 @@ class Executor:
                         path=f"nodes.{node.name}",
                     )
                 if not self.graph.nodes[edge.source].needs_grad:
-                    continue
+                    continue  # a variadic role may mix sources that need a gradient and not
                 if edge.source in grads:
-                    # fan-out: a node used several times gets the sum (never in place: the op may
-                    # have returned an array it also returned elsewhere, e.g. add's dy)
+                    # fan-out: a node used several times gets the sum, into a new array (ops may
+                    # return dy itself or views of it, e.g. add returns dy for both a and b)
                     grads[edge.source] = grads[edge.source] + g
                 else:
                     grads[edge.source] = g
+        return backward_plan
 
-    def _check_returned(self, node: Node, wants: frozenset[str], returned: Any) -> None:
+    def _check_returned(self, item: Step, returned: Any) -> None:
+        node = item.node
         where = f"op '{node.op.name}' (node '{node.name}')"
         if not isinstance(returned, dict):
             raise GradientError(
                 f"{where} backward returned {type(returned).__name__}, expected a dict of gradients",
                 path=f"nodes.{node.name}",
             )
-        allowed = set(node.op.inputs) | {p.name for p in node.params}
-        unknown = set(returned) - allowed
-        if unknown:
+        if not item.allowed.issuperset(returned):
             raise GradientError(
-                f"{where} backward returned gradients for unknown names {sorted(unknown)}",
+                f"{where} backward returned gradients for unknown names {sorted(set(returned) - item.allowed)}",
                 path=f"nodes.{node.name}",
-                hint=f"return gradients only for {sorted(allowed)}",
+                hint=f"return gradients only for {sorted(item.allowed)}",
             )
-        missing = wants - set(returned)
+        missing = item.wants.difference(returned)
         if missing:
             raise GradientError(
                 f"{where} backward did not return gradients for {sorted(missing)}",
@@ -232,7 +309,9 @@ class Executor:
             )
         for param in node.params:
             self._check_shape(node, param.name, returned[param.name], node.param_shapes[param.name], None)
-        for role in wants & set(node.op.variadic):
+        for role in node.op.variadic:
+            if role not in item.wants:
+                continue
             count = sum(1 for e in node.edges if e.role == role)
             if not isinstance(returned[role], (list, tuple)) or len(returned[role]) != count:
                 raise GradientError(
@@ -241,6 +320,8 @@ class Executor:
                 )
 
     def _check_shape(self, node: Node, name: str, grad: Any, shape: tuple, index: int | None) -> None:
+        if isinstance(grad, np.ndarray) and grad.shape == shape and grad.dtype == self.dtype:
+            return  # the common case, checked cheaply
         label = f"'{name}'" + (f"[{index}]" if index is not None else "")
         where = f"op '{node.op.name}' (node '{node.name}')"
         if not isinstance(grad, np.ndarray):

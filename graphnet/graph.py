@@ -9,7 +9,6 @@ The topological order is computed iteratively (Kahn's algorithm), never by recur
 
 from __future__ import annotations
 
-import difflib
 import heapq
 import math
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .errors import GraphnetError, OpError, ShapeError
+from .errors import GraphnetError, OpError, ShapeError, did_you_mean, first_to_report
 from .op import Op, Param
 from .registry import Registry, default_registry
 from .spec import Spec
@@ -72,13 +71,6 @@ class Graph:
         """Which version of each op this graph uses (recorded in model files)."""
         return {node.op.name: node.op.version for node in self.nodes.values()}
 
-    def consumers(self) -> dict[str, list[str]]:
-        users: dict[str, list[str]] = {name: [] for name in [*self.inputs, *self.nodes]}
-        for node in self.nodes.values():
-            for edge in node.edges:
-                users[edge.source].append(node.name)
-        return users
-
 
 def build_graph(spec: Spec, registry: Registry | None = None) -> Graph:
     """Check the spec's graph against the registry and infer every shape."""
@@ -109,7 +101,7 @@ def build_graph(spec: Spec, registry: Registry | None = None) -> Graph:
         if out not in graph.nodes:
             raise spec.error(
                 ("outputs", index), f"output '{out}' is not a node",
-                hint=_reference_hint(out, list(graph.nodes)),
+                hint=did_you_mean(out, list(graph.nodes)),
             )
     _infer_shapes(graph)
     return graph
@@ -119,17 +111,14 @@ def _validate_attrs(spec: Spec, path: tuple, op: Op, raw: dict) -> Any:
     try:
         return op.Attrs(**raw)
     except ValidationError as error:
-        first = error.errors()[0]
+        first = first_to_report(error.errors())  # a typo in `units` is unknown 'unitz', not missing
         loc = tuple(first["loc"])
         key = loc[0] if loc else None
         attr_path = path + ("attrs",) + ((key,) if key is not None else ())
         known = list(op.Attrs.model_fields)
         if first["type"] == "extra_forbidden":
-            close = difflib.get_close_matches(str(key), known, n=1)
             message = f"op '{op.name}' has no attribute '{key}'"
-            hint = (f"did you mean '{close[0]}'? " if close else "") + (
-                f"its attributes: {', '.join(known)}" if known else "it takes no attributes"
-            )
+            hint = did_you_mean(str(key), known, "its attributes") if known else "it takes no attributes"
         elif first["type"] == "missing":
             message = f"op '{op.name}' needs attribute '{key}'"
             hint = f"add attrs: {{{key}: ...}}"
@@ -142,11 +131,10 @@ def _validate_attrs(spec: Spec, path: tuple, op: Op, raw: dict) -> Any:
 def _bind_roles(spec: Spec, path: tuple, op: Op, inputs: dict, spec_nodes: dict) -> list[Edge]:
     for role in inputs:
         if role not in op.inputs:
-            close = difflib.get_close_matches(role, op.inputs, n=1)
             raise spec.error(
                 path + ("inputs", role),
                 f"op '{op.name}' has no input role '{role}'",
-                hint=(f"did you mean '{close[0]}'? " if close else "") + f"its roles: {', '.join(op.inputs)}",
+                hint=did_you_mean(role, op.inputs, "its roles"),
             )
     edges: list[Edge] = []
     known = [*spec.inputs, *spec_nodes]
@@ -176,15 +164,10 @@ def _bind_roles(spec: Spec, path: tuple, op: Op, inputs: dict, spec_nodes: dict)
             if source not in known:
                 raise spec.error(
                     where, f"'{source}' is neither a node nor an input",
-                    hint=_reference_hint(source, known),
+                    hint=did_you_mean(source, known),
                 )
             edges.append(Edge(role, index, source))
     return edges
-
-
-def _reference_hint(name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=1)
-    return (f"did you mean '{close[0]}'? " if close else "") + "known: " + ", ".join(known)
 
 
 def _topological_order(spec: Spec, nodes: dict[str, Node]) -> list[str]:

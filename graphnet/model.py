@@ -7,7 +7,7 @@ This is the Python API::
     out = model.forward({"image": x, "label": y}, training=True)              # dict of outputs
     model.backward("loss")                                                    # fills model.grads
     model.params["fc1.w"], model.grads["fc1.w"]                                # views, by name
-    model.set_param("fc1.b", np.zeros(200))
+    model.set_param("fc1.b", np.zeros(800))
 
 Every parameter is a view into ``model.flat_params`` and every gradient a view into
 ``model.flat_grads``, so an optimizer updates the whole model with a few vectorized operations.
@@ -20,7 +20,7 @@ from typing import Mapping
 import numpy as np
 
 from .errors import GraphnetError
-from .executor import Executor
+from .executor import BackwardPlan, Executor
 from .graph import Graph, build_graph
 from .op import INITIALIZERS
 from .registry import Registry
@@ -56,7 +56,12 @@ class Model:
             node.name: {p.name: self.params[f"{node.name}.{p.name}"] for p in node.params}
             for node in graph.nodes.values()
         }
-        self._written: set[str] = set()
+        self._node_grads = {
+            node.name: {p.name: self.grads[f"{node.name}.{p.name}"] for p in node.params}
+            for node in graph.nodes.values()
+        }
+        # backward plan -> the gradients it does not write (zeroed after each backward)
+        self._unwritten: dict[BackwardPlan, list[np.ndarray]] = {}
         self._initialize(seed)
 
     @classmethod
@@ -156,13 +161,16 @@ class Model:
                     f"cannot backpropagate from '{name}': it was not computed by the last forward",
                     hint="include it in forward(outputs=...)",
                 )
-        self._written.clear()
-        self.executor.backward(seeds, self._write_grad, check_finite=check_finite)
-        for name in self._layout:
-            if name not in self._written:  # not on the path to the loss
-                self.grads[name][...] = 0
+        plan = self.executor.backward(seeds, self._write_grad, check_finite=check_finite)
+        if plan not in self._unwritten:  # the same for every backward of this plan
+            self._unwritten[plan] = [
+                self._node_grads[node][param]
+                for node, names in self._node_grads.items()
+                for param in names
+                if (node, param) not in plan.params
+            ]
+        for grad in self._unwritten[plan]:  # not on the path to the loss
+            grad[...] = 0
 
     def _write_grad(self, node: str, param: str, grad: np.ndarray) -> None:
-        name = f"{node}.{param}"
-        np.copyto(self.grads[name], grad)
-        self._written.add(name)
+        np.copyto(self._node_grads[node][param], grad)  # a copy: the op's array is not kept

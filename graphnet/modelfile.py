@@ -79,19 +79,58 @@ def save_model(path: str | Path, model: Model, log: dict | None = None, metrics:
     write_atomic(Path(path), blob)
 
 
+def check_output(path: str | Path, overwrite: bool = False) -> Path:
+    """Fail early (before any training) if a model file cannot or should not be written there.
+
+    An existing file is never replaced unless ``overwrite`` is set: a finished run is not lost
+    to a quick try that reused its name."""
+    path = Path(path)
+    if path.is_dir():
+        raise ModelFileError("the output path is a directory", file=str(path),
+                             hint="give a file name such as runs/model.gnm")
+    if path.exists() and not overwrite:
+        raise ModelFileError(
+            "a model file already exists there", file=str(path),
+            hint="pass --overwrite to replace it, or --out to write somewhere else",
+        )
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ModelFileError(f"cannot create files under {parent}", file=str(path),
+                             hint="choose a writable location with --out")
+    return path
+
+
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file next to ``path`` and rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write to a temporary file next to ``path`` and rename it over ``path``: a reader sees the
+    old file or the new one, never half of one. The file gets the usual permissions (umask)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise ModelFileError(f"cannot write the model file: {error.strerror or error}", file=str(path),
+                             hint="choose a writable location with --out") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as error:
+        Path(tmp).unlink(missing_ok=True)
+        raise ModelFileError(f"cannot write the model file: {error.strerror or error}", file=str(path),
+                             hint="check the disk space and the permissions there") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _unpack(data: bytes, what: str, file: str) -> Any:
@@ -144,7 +183,7 @@ def load_model(path: str | Path) -> ModelFile:
         raise ModelFileError("model file has no spec", file=file) from None
     _check_op_versions(graph.op_versions(), body.get("op_versions", {}), file)
     model = Model(graph, dtype=body.get("dtype", "float32"))
-    model.load_params(_read_params(body.get("params", []), model, file))
+    _load_params(body.get("params", []), model, file)
     return ModelFile(model, body.get("log", {}), body.get("metrics", {}), file)
 
 
@@ -158,7 +197,7 @@ def _check_op_versions(current: dict, recorded: dict, file: str) -> None:
             )
 
 
-def _read_params(items: Any, model: Model, file: str) -> dict[str, np.ndarray]:
+def _load_params(items: Any, model: Model, file: str) -> None:
     if not isinstance(items, list):
         raise ModelFileError("params is not a list", file=file)
     values = {}
@@ -177,4 +216,3 @@ def _read_params(items: Any, model: Model, file: str) -> dict[str, np.ndarray]:
         model.load_params(values)
     except GraphnetError as error:
         raise ModelFileError(str(error), file=file) from None
-    return values

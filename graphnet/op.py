@@ -14,11 +14,13 @@ An op is a small, stateless class. It declares:
   the batch axis first) and returns ``(output, saved)``, where ``saved`` is whatever backward needs.
 - ``backward(attrs, saved, dy, wants)``: returns a dict with one gradient per input role and per
   parameter named in ``wants`` (it may return more; the executor drops them). For a variadic role
-  the gradient is a list. ``dy`` must never be modified in place.
+  the gradient is a list. ``dy`` must never be modified in place. backward may return dy itself or
+  views of it; the executor never writes into returned gradients.
 - ``examples(rng)``: test cases for the finite-difference gradient checker.
 
-The executor checks every gradient backward returns (presence, shape, dtype) and names the node and
-op when one is wrong, so a buggy plugin fails loudly instead of training garbage.
+The executor checks every output forward returns (shape ``(N, *shape)``, or ``()`` for a loss,
+and dtype) and every gradient backward returns (presence, shape, dtype), and names the node and op
+when one is wrong, so a buggy plugin fails loudly instead of training garbage.
 """
 
 from __future__ import annotations
@@ -100,18 +102,37 @@ class Example:
     training: bool = False
 
 
-@dataclass
 class Context:
     """What a forward pass may know besides its inputs.
 
     ``training`` is True while training (dropout drops, only then). ``rng`` is a generator seeded
     from (seed, step, node), so a forward pass is reproducible and re-running it gives the same
-    dropout mask (the gradient checker relies on that).
+    dropout mask (the gradient checker relies on that). Pass either ``rng`` or ``seed`` (anything
+    ``np.random.default_rng`` takes); from a seed the generator is built on first use, as building
+    one costs more than most ops and few ops draw. ``dtype`` is the model's dtype.
     """
 
-    training: bool
-    rng: np.random.Generator
-    dtype: np.dtype
+    def __init__(
+        self,
+        training: bool,
+        rng: np.random.Generator | None = None,
+        dtype: Any = np.float64,
+        *,
+        seed: Any = None,
+    ) -> None:
+        self.training = training
+        self.dtype = np.dtype(dtype)
+        self._rng = rng
+        self._seed = seed
+
+    @property
+    def rng(self) -> np.random.Generator:
+        if self._rng is None:
+            self._rng = np.random.default_rng(self._seed)
+        return self._rng
+
+    def __repr__(self) -> str:
+        return f"Context(training={self.training}, dtype={self.dtype})"
 
 
 class Op:

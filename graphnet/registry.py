@@ -11,12 +11,11 @@ name make that name an error naming both (never a silent override).
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 
-from .errors import OpError, PluginLoadError, RegistryError
+from .errors import OpError, PluginLoadError, RegistryError, did_you_mean
 from .op import Op
 
 GROUP = "graphnet.ops"
@@ -89,13 +88,7 @@ class Registry:
 
     def _check_known(self, name: str) -> None:
         if name not in self._sources:
-            raise OpError(f"unknown op '{name}'", hint=known_names_hint(name, self.names()))
-
-
-def known_names_hint(name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=1)
-    prefix = f"did you mean '{close[0]}'? " if close else ""
-    return prefix + "known ops: " + ", ".join(known)
+            raise OpError(f"unknown op '{name}'", hint=did_you_mean(name, self.names(), "known ops"))
 
 
 def _distribution_name(ep: EntryPoint) -> str:
@@ -123,8 +116,9 @@ def _load(source: OpSource) -> Op:
         )
     _check_declaration(source, cls)
     op = cls()
-    # The entry-point name is the op's name; one class may serve under one name only.
-    type(op).name = source.name
+    # The entry-point name is the op's name. It is set on the instance, not the class: one class
+    # registered under two names (an alias) is two ops, each keeping its own name.
+    op.name = source.name
     return op
 
 

@@ -81,12 +81,10 @@ def describe_op(op: Op, distribution: str) -> dict[str, Any]:
 def describe_ops(registry: Registry | None = None) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """Every usable op described, and the problems (op name -> message) of the others."""
     registry = registry or default_registry()
-    described, problems = [], {}
-    for name in registry.names():
-        try:
-            op = registry.get(name)
-        except OpError as error:
-            problems[name] = str(error)
-            continue
-        described.append(describe_op(op, registry.source(name).distribution))
+    problems = {name: str(error) for name, error in registry.problems().items()}
+    described = [
+        describe_op(registry.get(name), registry.source(name).distribution)
+        for name in registry.names()
+        if name not in problems
+    ]
     return described, problems

@@ -68,6 +68,17 @@ def test_validate_error_from_set_points_at_the_flag(run_cli):
     assert "received -1" in line
 
 
+def test_validate_blames_the_set_for_a_rule_about_its_section(run_cli):
+    result = run_cli("validate", "specs/seed-softmax.yaml", "--set", "train.epochs=1")
+    assert result.returncode == 1
+    (line,) = stderr_lines(result)
+    assert line.startswith(
+        "graphnet: error: --set train.epochs=1: train: epochs is 1 but the schedule's stages add up to 30 ("
+    )
+    assert "received" not in line  # not a dump of the whole train section
+    assert '--set "train.schedule=[{epochs: 1, lr: 0.01}]"' in line
+
+
 def test_validate_set_changes_the_graph(run_cli):
     result = run_cli("validate", "specs/seed-mse.yaml", "--set", "layers.sizes=[784, 20, 10, 10]")
     assert result.returncode == 0, result.stderr

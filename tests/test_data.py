@@ -7,11 +7,13 @@ through $GRAPHNET_DATA (default ../shared/data next to the checkout) and read on
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import hashlib
 import http.server
 import os
+import socket
 import struct
 import threading
 from pathlib import Path
@@ -22,7 +24,6 @@ from pydantic import ValidationError
 
 from graphnet.errors import DataError
 from graphnet.spec import DataSpec, InputSpec, PreprocessSpec, ValidationFile
-from graphnet.train import data as data_module
 from graphnet.train.data import (
     CHECKSUMS,
     IDX_FILES,
@@ -30,6 +31,7 @@ from graphnet.train.data import (
     Split,
     cache_dir,
     file_sha256,
+    find_idx_files,
     load_data,
     read_idx,
     search_dirs,
@@ -105,7 +107,7 @@ def no_system_dir(tmp_path, monkeypatch):
     """/usr/share/datasets replaced by an empty temp directory."""
     system = tmp_path / "system"
     system.mkdir()
-    monkeypatch.setattr(data_module, "SYSTEM_DIR", system)
+    monkeypatch.setattr("graphnet.train.data.find.SYSTEM_DIR", system)
     return system
 
 
@@ -127,6 +129,17 @@ def http_root(tmp_path):
     server.shutdown()
     server.server_close()
     thread.join()
+
+
+@contextlib.contextmanager
+def raises_data_error(match: str | None = None):
+    """``pytest.raises(DataError, match=...)`` that also checks the error is ONE line: its
+    message, its hint and everything ``str()`` prints (the CLI prints that line)."""
+    with pytest.raises(DataError, match=match) as info:
+        yield info
+    error = info.value
+    for text in (str(error), error.message, error.hint or ""):
+        assert "\n" not in text and "\r" not in text, f"a DataError spans lines: {text!r}"
 
 
 def files_under(directory: Path) -> list[Path]:
@@ -163,7 +176,7 @@ def test_read_idx_detects_gzip_by_magic_not_by_name(tmp_path):
 def test_read_idx_rejects_bad_magic(tmp_path):
     path = tmp_path / "bad.idx"
     path.write_bytes(b"\x01\x02\x08\x01" + struct.pack(">I", 2) + b"\x00\x00")
-    with pytest.raises(DataError) as info:
+    with raises_data_error() as info:
         read_idx(path)
     assert str(path) in info.value.message
     assert "magic" in info.value.message and "01 02 08 01" in info.value.message
@@ -173,14 +186,14 @@ def test_read_idx_rejects_bad_magic(tmp_path):
 def test_read_idx_rejects_unknown_type_code(tmp_path):
     path = tmp_path / "bad.idx"
     path.write_bytes(idx_bytes(np.zeros(3, np.uint8), code=0x07))
-    with pytest.raises(DataError, match=r"unknown IDX data type code 0x07 \(known: 0x08 uint8"):
+    with raises_data_error(r"unknown IDX data type code 0x07 \(known: 0x08 uint8"):
         read_idx(path)
 
 
 def test_read_idx_rejects_truncated_payload(tmp_path):
     path = tmp_path / "short.idx"
     path.write_bytes(idx_bytes(np.zeros((10, 2, 2), np.uint8))[:-3])
-    with pytest.raises(DataError) as info:
+    with raises_data_error() as info:
         read_idx(path)
     message = info.value.message
     assert str(path) in message and "truncated" in message
@@ -190,7 +203,7 @@ def test_read_idx_rejects_truncated_payload(tmp_path):
 def test_read_idx_rejects_trailing_bytes(tmp_path):
     path = tmp_path / "long.idx"
     path.write_bytes(idx_bytes(np.zeros(4, np.int32)) + b"\x00")
-    with pytest.raises(DataError, match="trailing bytes.*16 bytes.*17 bytes"):
+    with raises_data_error("trailing bytes.*16 bytes.*17 bytes"):
         read_idx(path)
 
 
@@ -205,20 +218,20 @@ def test_read_idx_rejects_trailing_bytes(tmp_path):
 def test_read_idx_rejects_broken_headers(tmp_path, raw, problem):
     path = tmp_path / "header.idx"
     path.write_bytes(raw)
-    with pytest.raises(DataError, match=problem):
+    with raises_data_error(problem):
         read_idx(path)
 
 
 def test_read_idx_rejects_truncated_gzip(tmp_path):
     path = tmp_path / "cut.gz"
     path.write_bytes(gzip.compress(idx_bytes(np.arange(1000, dtype=np.int32)))[:-20])
-    with pytest.raises(DataError, match="gzip-compressed but cannot be decompressed") as info:
+    with raises_data_error("gzip-compressed but cannot be decompressed") as info:
         read_idx(path)
     assert str(path) in info.value.message
 
 
 def test_read_idx_missing_file(tmp_path):
-    with pytest.raises(DataError, match="cannot read .*nothing.idx"):
+    with raises_data_error("cannot read .*nothing.idx"):
         read_idx(tmp_path / "nothing.idx")
 
 
@@ -244,7 +257,7 @@ def mnist_dir():
 
 @pytest.fixture(scope="module")
 def mnist_raw(mnist_dir):
-    files, missing = data_module._find_idx_files(mnist_dir)
+    files, missing = find_idx_files(mnist_dir)
     assert not missing
     return {role: read_idx(path) for role, path in files.items()}
 
@@ -271,7 +284,7 @@ def test_mnist_label_counts_and_mean_pixel(mnist_raw):
 
 
 def test_mnist_files_match_the_pinned_checksums(mnist_dir):
-    files, _ = data_module._find_idx_files(mnist_dir)
+    files, _ = find_idx_files(mnist_dir)
     for role, path in files.items():
         assert file_sha256(path) == CHECKSUMS["mnist"][IDX_FILES[role]], path
 
@@ -279,8 +292,9 @@ def test_mnist_files_match_the_pinned_checksums(mnist_dir):
 def test_load_mnist_preprocessed(mnist_data, mnist_raw, mnist_dir):
     data = mnist_data
     assert isinstance(data, Data)
-    assert data.source == str(mnist_dir)
+    assert data.source == str(mnist_dir.resolve())
     assert data.classes == 10
+    assert data.example_shape == (28, 28)
     assert (len(data.train), len(data.val), len(data.test)) == (55000, 5000, 10000)
     for split in (data.train, data.val, data.test):
         assert split.x.dtype == np.float32 and split.x.shape[1:] == (784,)
@@ -302,7 +316,7 @@ def fashion_dir():
 
 
 def test_fashion_mnist_from_the_system_directory(fashion_dir, tmp_path):
-    files, missing = data_module._find_idx_files(fashion_dir)
+    files, missing = find_idx_files(fashion_dir)
     assert not missing
     for role, path in files.items():
         assert file_sha256(path) == CHECKSUMS["fashion-mnist"][IDX_FILES[role]], path
@@ -310,7 +324,8 @@ def test_fashion_mnist_from_the_system_directory(fashion_dir, tmp_path):
         DataSpec(dataset="fashion-mnist", validation=0.1), IMAGE, LABEL,
         env=isolated_env(tmp_path), download=False,
     )
-    assert data.source == str(fashion_dir)
+    assert data.source == str(fashion_dir.resolve())
+    assert data.example_shape == (28, 28)
     assert (len(data.train), len(data.val), len(data.test)) == (54000, 6000, 10000)
     assert data.classes == 10
     counts = np.bincount(np.concatenate([data.train.y, data.val.y]))
@@ -365,63 +380,118 @@ def test_first_complete_directory_wins(tmp_path, no_system_dir, winner):
     for number, place in enumerate(LOCATIONS[LOCATIONS.index(winner):]):
         fake_mnist(places[place], n_train=10 + number)
     env = {"GRAPHNET_DATA": str(tmp_path / "shared"), "GRAPHNET_CACHE": str(tmp_path / "cache")}
+    data_dir = str(places["data_dir"]) if winner == "data_dir" else None  # --data-dir is strict
     data = load_data(
         small_spec(path="data"), SMALL_X, LABEL,
-        data_dir=str(places["data_dir"]), spec_dir=tmp_path / "specs", env=env, download=False,
+        data_dir=data_dir, spec_dir=tmp_path / "specs", env=env, download=False,
     )
     assert data.source == str(places[winner])
     assert len(data.train) == 10
 
 
 def test_incomplete_directory_is_skipped(tmp_path, no_system_dir):
-    fake_mnist(tmp_path / "cli", n_train=7)
-    (tmp_path / "cli" / "t10k-labels-idx1-ubyte.gz").unlink()
+    fake_mnist(tmp_path / "specs" / "data", n_train=7)
+    (tmp_path / "specs" / "data" / "t10k-labels-idx1-ubyte.gz").unlink()
     fake_mnist(tmp_path / "shared" / "mnist", n_train=9, gz=False)  # plain files count too
     data = load_data(
-        small_spec(), SMALL_X, LABEL, data_dir=str(tmp_path / "cli"),
+        small_spec(path="data"), SMALL_X, LABEL, spec_dir=tmp_path / "specs",
         env=isolated_env(tmp_path, GRAPHNET_DATA=str(tmp_path / "shared")), download=False,
     )
     assert data.source == str(tmp_path / "shared" / "mnist")
     assert len(data.train) == 9
 
 
-def test_not_found_lists_every_place_in_order(tmp_path, no_system_dir):
-    partial = tmp_path / "cli"
+@pytest.mark.parametrize("problem", ["missing", "absent", "file"])
+def test_data_dir_without_the_files_is_an_error(tmp_path, no_system_dir, problem):
+    """--data-dir is what the user asked for: never silently fall through to another copy."""
+    cli = tmp_path / "cli"
+    if problem == "missing":
+        fake_mnist(cli)
+        (cli / "t10k-labels-idx1-ubyte.gz").unlink()
+        (cli / "train-images-idx3-ubyte.gz").unlink()
+        why = "missing train-images-idx3-ubyte(.gz), t10k-labels-idx1-ubyte(.gz)"
+    elif problem == "absent":
+        why = "it does not exist"
+    else:
+        cli.write_text("not a directory")
+        why = "it is not a directory"
+    fake_mnist(tmp_path / "shared" / "mnist")  # a complete copy later in the search order
+    env = isolated_env(tmp_path, GRAPHNET_DATA=str(tmp_path / "shared"))
+    with raises_data_error() as info:
+        load_data(small_spec(), SMALL_X, LABEL, data_dir=str(cli), env=env, download=False)
+    assert info.value.message == f"--data-dir {cli} does not hold the mnist files: {why}"
+    assert info.value.hint == (
+        f"put the four IDX files there, or drop --data-dir to search train.data.path, "
+        f"GRAPHNET_DATA, the cache and {no_system_dir}"
+    )
+
+
+def test_relative_data_dir_is_relative_to_the_working_directory(tmp_path, no_system_dir, monkeypatch):
+    fake_mnist(tmp_path / "here" / "mnist", n_train=8)
+    monkeypatch.chdir(tmp_path / "here")
+    data = load_data(
+        small_spec(), SMALL_X, LABEL, data_dir="mnist", spec_dir=tmp_path / "elsewhere",
+        env=isolated_env(tmp_path), download=False,
+    )
+    assert data.source == str(tmp_path / "here" / "mnist")
+    assert len(data.train) == 8
+
+
+def test_not_found_is_one_line_listing_every_place_in_order(tmp_path, no_system_dir):
+    partial = tmp_path / "specs" / "mnist"
     fake_mnist(partial)
     (partial / "t10k-labels-idx1-ubyte.gz").unlink()
-    env = isolated_env(tmp_path, GRAPHNET_DATA=str(tmp_path / "shared"))
-    with pytest.raises(DataError) as info:
+    (tmp_path / "empty").mkdir()
+    env = isolated_env(tmp_path, GRAPHNET_DATA=str(tmp_path / "empty"))
+    (tmp_path / "empty" / "mnist").mkdir()
+    with raises_data_error() as info:
         load_data(
-            small_spec(path="nowhere"), SMALL_X, LABEL, data_dir=str(partial),
-            spec_dir=tmp_path, env=env, download=False,
+            small_spec(path="mnist"), SMALL_X, LABEL, spec_dir=tmp_path / "specs", env=env,
+            download=False,
         )
     error = info.value
     assert error.path == "train.data.path"
-    places = [
-        f"1. {partial} (missing t10k-labels-idx1-ubyte)",
-        f"2. {tmp_path / 'nowhere'} (does not exist)",
-        f"3. {tmp_path / 'shared' / 'mnist'} (does not exist)",
-        f"4. {tmp_path / 'cache' / 'mnist'} (does not exist)",
-        f"5. {no_system_dir / 'mnist'} (does not exist)",
-    ]
-    positions = [error.message.index(place) for place in places]
-    assert positions == sorted(positions)
-    assert "downloading is turned off" in error.message
+    assert error.message == (
+        f"mnist not found: searched "
+        f"1. train.data.path = {partial} (missing t10k-labels-idx1-ubyte); "
+        f"2. $GRAPHNET_DATA/mnist = {tmp_path / 'empty' / 'mnist'} (none of the four files); "
+        f"3. $GRAPHNET_CACHE/mnist = {tmp_path / 'cache' / 'mnist'} (does not exist); "
+        f"4. {no_system_dir / 'mnist'} (does not exist); "
+        f"downloading is turned off"
+    )
     for name in NAMES:
         assert name in error.hint
     assert "--data-dir" in error.hint and "GRAPHNET_DATA" in error.hint
 
 
-def test_unreachable_mirror_is_reported(tmp_path, no_system_dir, http_root):
+def test_not_found_names_the_default_cache(tmp_path, no_system_dir):
+    with raises_data_error() as info:
+        load_data(small_spec(), SMALL_X, LABEL, env={"HOME": str(tmp_path)}, download=False)
+    cache = tmp_path / ".cache" / "graphnet" / "mnist"
+    assert f"1. ~/.cache/graphnet/mnist = {cache} (does not exist); 2. " in info.value.message
+
+
+def closed_port() -> int:
+    """A local TCP port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_unreachable_mirrors_are_all_reported(tmp_path, no_system_dir, http_root):
     root, base = http_root
-    with pytest.raises(DataError) as info:
+    dead = f"http://127.0.0.1:{closed_port()}"
+    with raises_data_error() as info:
         load_data(
             small_spec(), SMALL_X, LABEL, env=isolated_env(tmp_path),
-            mirrors={"mnist": [base + "/missing/"]}, checksums={"mnist": {n: "0" * 64 for n in NAMES}},
+            mirrors={"mnist": [base + "/missing/", dead]},
+            checksums={"mnist": {n: "0" * 64 for n in NAMES}},
         )
     message = info.value.message
-    assert f"downloading into {tmp_path / 'cache' / 'mnist'} failed" in message
-    assert f"train-images-idx3-ubyte from {base}/missing/train-images-idx3-ubyte.gz: HTTP 404" in message
+    first = f"train-images-idx3-ubyte from {base}/missing/train-images-idx3-ubyte.gz: HTTP 404"
+    second = f"train-images-idx3-ubyte from {dead}/train-images-idx3-ubyte.gz: "
+    assert f"downloading into {tmp_path / 'cache' / 'mnist'} failed: {first}" in message
+    assert f"; {second}" in message
     assert files_under(tmp_path / "cache") == []
 
 
@@ -459,7 +529,7 @@ def test_checksum_mismatch_leaves_nothing_in_the_cache(tmp_path, no_system_dir, 
     root, base = http_root
     _, pins = serve_fake_mnist(root)
     pins["train-labels-idx1-ubyte"] = "ab" * 32
-    with pytest.raises(DataError) as info:
+    with raises_data_error() as info:
         load_data(
             small_spec(), SMALL_X, LABEL, env=isolated_env(tmp_path),
             mirrors={"mnist": [base + "/mnist/"]}, checksums={"mnist": pins},
@@ -498,7 +568,7 @@ def test_download_without_a_pin_is_refused(tmp_path, no_system_dir, http_root):
     root, base = http_root
     _, pins = serve_fake_mnist(root)
     del pins["t10k-images-idx3-ubyte"]
-    with pytest.raises(DataError, match="no pinned SHA-256 for t10k-images-idx3-ubyte"):
+    with raises_data_error("no pinned SHA-256 for t10k-images-idx3-ubyte"):
         load_data(
             small_spec(), SMALL_X, LABEL, env=isolated_env(tmp_path),
             mirrors={"mnist": [base + "/mnist/"]}, checksums={"mnist": pins},
@@ -558,7 +628,7 @@ def test_npz_keys_rename_the_arrays(tmp_path):
 
 def test_npz_missing_array_lists_the_ones_present(tmp_path):
     make_npz(tmp_path / "d.npz", y_test=None, labels=np.arange(3))
-    with pytest.raises(DataError) as info:
+    with raises_data_error() as info:
         load_data(npz_spec(), X20, LABEL, spec_dir=tmp_path)
     assert "has no array 'y_test'" in info.value.message
     assert "labels, x_test, x_train, y_train" in info.value.message
@@ -584,27 +654,27 @@ def test_npz_bad_files(tmp_path, problem, expected):
         path.write_bytes(b"PK\x03\x04 not really a zip")
     elif problem == "pickle":
         make_npz(path, x_train=np.array([{"a": 1}, None], dtype=object))
-    with pytest.raises(DataError, match=expected) as info:
+    with raises_data_error(expected) as info:
         load_data(npz_spec(), X20, LABEL, spec_dir=tmp_path)
     assert info.value.path == "train.data.path"
 
 
 def test_npz_needs_a_path():
-    with pytest.raises(DataError, match="needs `path:`") as info:
+    with raises_data_error("needs `path:`") as info:
         load_data(DataSpec(dataset="npz", validation=0), X20, LABEL)
     assert info.value.path == "train.data.path"
 
 
 def test_npz_length_mismatch(tmp_path):
     make_npz(tmp_path / "d.npz", y_train=np.arange(19))
-    with pytest.raises(DataError, match="x_train .* has 20 examples but y_train .* has 19 labels"):
+    with raises_data_error("x_train .* has 20 examples but y_train .* has 19 labels"):
         load_data(npz_spec(), X20, LABEL, spec_dir=tmp_path)
 
 
 def test_shape_mismatch_names_the_input_and_both_shapes(tmp_path):
     make_npz(tmp_path / "d.npz")
     spec = npz_spec(preprocess=PreprocessSpec(flatten=False))
-    with pytest.raises(DataError) as info:
+    with raises_data_error() as info:
         load_data(spec, X20, LABEL, spec_dir=tmp_path)
     assert info.value.message == "x_train examples have shape [4, 5] but input 'image' expects [20]"
     assert info.value.hint == "set preprocess.flatten: true"
@@ -613,7 +683,7 @@ def test_shape_mismatch_names_the_input_and_both_shapes(tmp_path):
 
 def test_shape_mismatch_flatten_does_not_fix(tmp_path):
     make_npz(tmp_path / "d.npz")
-    with pytest.raises(DataError) as info:
+    with raises_data_error() as info:
         load_data(npz_spec(), ("image", InputSpec(shape=[784])), LABEL, spec_dir=tmp_path)
     assert "x_train examples have shape [20] (after preprocess.flatten) but input 'image' expects [784]" in str(info.value)
     assert info.value.path == "inputs.image.shape"
@@ -621,7 +691,7 @@ def test_shape_mismatch_flatten_does_not_fix(tmp_path):
 
 def test_flatten_off_for_image_inputs(tmp_path):
     make_npz(tmp_path / "d.npz")
-    with pytest.raises(DataError) as info:
+    with raises_data_error() as info:
         load_data(npz_spec(), ("image", InputSpec(shape=[4, 5])), LABEL, spec_dir=tmp_path)
     assert info.value.hint == "set preprocess.flatten: false"
     spec = npz_spec(preprocess=PreprocessSpec(flatten=False))
@@ -631,7 +701,7 @@ def test_flatten_off_for_image_inputs(tmp_path):
 
 def test_float_examples_into_an_integer_input(tmp_path):
     make_npz(tmp_path / "d.npz")
-    with pytest.raises(DataError, match="non-integer values") as info:
+    with raises_data_error("non-integer values") as info:
         load_data(npz_spec(), ("image", InputSpec(shape=[20], dtype="uint8")), LABEL, spec_dir=tmp_path)
     assert "preprocess.scale: false" in info.value.hint
     spec = npz_spec(preprocess=PreprocessSpec(scale=False))
@@ -643,7 +713,7 @@ def test_non_finite_examples_are_refused(tmp_path):
     x = np.zeros((20, 20), np.float32)
     x[3, 4] = np.nan
     make_npz(tmp_path / "d.npz", x_train=x)
-    with pytest.raises(DataError, match="x_train contains NaN"):
+    with raises_data_error("x_train contains NaN"):
         load_data(npz_spec(), X20, LABEL, spec_dir=tmp_path)
 
 
@@ -664,11 +734,11 @@ def test_idx_dataset_with_files_relative_to_path(tmp_path):
 def test_idx_dataset_errors(tmp_path):
     fake_mnist(tmp_path / "raw")
     spec = DataSpec(dataset="idx", path="raw", files={"x_train": "a", "y_train": "b"}, validation=0)
-    with pytest.raises(DataError, match="`files:` lacks x_test, y_test") as info:
+    with raises_data_error("`files:` lacks x_test, y_test") as info:
         load_data(spec, SMALL_X, LABEL, spec_dir=tmp_path)
     assert info.value.path == "train.data.files"
     files = {"x_train": "nope", "y_train": "b", "x_test": "c", "y_test": "d"}
-    with pytest.raises(DataError, match="cannot read .*nope") as info:
+    with raises_data_error("cannot read .*nope") as info:
         load_data(DataSpec(dataset="idx", path="raw", files=files), SMALL_X, LABEL, spec_dir=tmp_path)
     assert info.value.path == "train.data.files"
 
@@ -715,7 +785,7 @@ def test_validation_fraction(tmp_path, fraction, held):
 @pytest.mark.parametrize("validation, expected", [(20, "holds out 20 examples but there are only 20"), (0.01, "holds out no example")])
 def test_validation_too_large_or_too_small(tmp_path, validation, expected):
     make_npz(tmp_path / "d.npz")
-    with pytest.raises(DataError, match=expected) as info:
+    with raises_data_error(expected) as info:
         load_data(npz_spec(validation=validation), X20, LABEL, spec_dir=tmp_path)
     assert info.value.path == "train.data.validation"
 
@@ -723,7 +793,7 @@ def test_validation_too_large_or_too_small(tmp_path, validation, expected):
 def test_default_validation_too_large_after_limit(tmp_path):
     make_npz(tmp_path / "d.npz")
     spec = DataSpec(dataset="npz", path="d.npz", limit=10)  # validation defaults to 5000
-    with pytest.raises(DataError, match=r"only 10 training examples \(after limit: 10\)") as info:
+    with raises_data_error(r"only 10 training examples \(after limit: 10\)") as info:
         load_data(spec, X20, LABEL, spec_dir=tmp_path)
     assert "fraction" in info.value.hint
 
@@ -742,7 +812,7 @@ def test_validation_file_missing_arrays(tmp_path):
     make_npz(tmp_path / "d.npz")
     np.savez(tmp_path / "v.npz", x=np.zeros((3, 20)))
     spec = npz_spec(validation=ValidationFile(file="v.npz"))
-    with pytest.raises(DataError, match="has no array 'x_val', 'y_val'; the arrays in it are: x") as info:
+    with raises_data_error("has no array 'x_val', 'y_val'; the arrays in it are: x") as info:
         load_data(spec, X20, LABEL, spec_dir=tmp_path)
     assert info.value.path == "train.data.validation.file"
 
@@ -785,7 +855,7 @@ def test_standardize_after_scale(tmp_path):
 
 def test_standardize_constant_data_is_an_error(tmp_path):
     make_npz(tmp_path / "d.npz", x_train=np.ones((20, 20), np.float32))
-    with pytest.raises(DataError, match="standard deviation 0") as info:
+    with raises_data_error("standard deviation 0") as info:
         load_data(npz_spec(preprocess=PreprocessSpec(standardize=True)), X20, LABEL, spec_dir=tmp_path)
     assert info.value.hint == "set preprocess.standardize: false"
 
@@ -803,23 +873,23 @@ def test_one_hot_width_from_the_label_input(tmp_path):
 def test_one_hot_width_from_the_training_labels(tmp_path):
     make_npz(tmp_path / "d.npz", y_test=np.array([0, 1, 2, 3, 0, 0]))
     spec = npz_spec(preprocess=PreprocessSpec(one_hot=True))
-    with pytest.raises(DataError, match=r"y_test holds label 3, but the one-hot width is 3 \(the largest training label is 2\)"):
+    with raises_data_error(r"y_test holds label 3, but the one-hot width is 3 \(the largest training label is 2\)"):
         load_data(spec, X20, ("target", InputSpec(shape=[])), spec_dir=tmp_path)
     make_npz(tmp_path / "d.npz")
-    with pytest.raises(DataError, match=r"y_train labels have shape \[3\] after preprocess.one_hot but input 'target' expects \[\]"):
+    with raises_data_error(r"y_train labels have shape \[3\] after preprocess.one_hot but input 'target' expects \[\]"):
         load_data(spec, X20, ("target", InputSpec(shape=[])), spec_dir=tmp_path)
 
 
 def test_one_hot_needs_class_ids(tmp_path):
     make_npz(tmp_path / "d.npz", y_train=np.linspace(0, 1, 20))
     spec = npz_spec(preprocess=PreprocessSpec(one_hot=True))
-    with pytest.raises(DataError, match="needs one non-negative integer class id per example"):
+    with raises_data_error("needs one non-negative integer class id per example"):
         load_data(spec, X20, ("target", InputSpec(shape=[3])), spec_dir=tmp_path)
 
 
 def test_vector_label_input_without_one_hot_says_how(tmp_path):
     make_npz(tmp_path / "d.npz")
-    with pytest.raises(DataError) as info:
+    with raises_data_error() as info:
         load_data(npz_spec(), X20, ("target", InputSpec(shape=[3])), spec_dir=tmp_path)
     assert info.value.message == "y_train labels have shape [] but input 'target' expects [3]"
     assert info.value.hint == "set preprocess.one_hot: true"
@@ -832,11 +902,87 @@ def test_labels_cast_to_the_label_dtype(tmp_path):
     data = load_data(npz_spec(), X20, ("label", InputSpec(shape=[], dtype="float32")), spec_dir=tmp_path)
     assert data.train.y.dtype == np.float32
     make_npz(tmp_path / "d.npz", y_train=np.full(20, 0.5))
-    with pytest.raises(DataError, match="y_train holds non-integer values"):
+    with raises_data_error("y_train holds non-integer values"):
         load_data(npz_spec(), X20, LABEL, spec_dir=tmp_path)
     make_npz(tmp_path / "d.npz", y_train=np.full(20, 300))
-    with pytest.raises(DataError, match="y_train values range from 300 to 300, outside uint8"):
+    with raises_data_error("y_train values range from 300 to 300, outside uint8"):
         load_data(npz_spec(), X20, ("label", InputSpec(shape=[], dtype="uint8")), spec_dir=tmp_path)
+
+
+# ----------------------------------------------------------------------------------------------
+# What Data tells the training code: classes, example_shape, source
+# ----------------------------------------------------------------------------------------------
+
+
+def test_classes_counts_the_labels_of_every_split(tmp_path):
+    # the largest label is only in the test split, then only in the held-out validation split
+    make_npz(tmp_path / "d.npz", y_test=np.array([0, 1, 2, 7, 0, 0]))
+    assert load_data(npz_spec(), X20, LABEL, spec_dir=tmp_path).classes == 8
+    y_train = np.arange(20) % 3
+    y_train[-1] = 5
+    make_npz(tmp_path / "d.npz", y_train=y_train)
+    data = load_data(npz_spec(validation=2), X20, LABEL, spec_dir=tmp_path)
+    assert data.train.y.max() == 2 and data.classes == 6
+
+
+def test_classes_of_float_class_ids(tmp_path):
+    make_npz(tmp_path / "d.npz", y_train=(np.arange(20) % 4).astype(np.float64))
+    assert load_data(npz_spec(), X20, LABEL, spec_dir=tmp_path).classes == 4
+
+
+def test_classes_is_the_width_of_one_hot_labels(tmp_path):
+    eye = np.eye(4, dtype=np.float32)
+    make_npz(tmp_path / "d.npz", y_train=eye[np.arange(20) % 2], y_test=eye[np.arange(6) % 2])
+    target = ("target", InputSpec(shape=[4]))
+    assert load_data(npz_spec(), X20, target, spec_dir=tmp_path).classes == 4  # not 2
+    make_npz(tmp_path / "d.npz")
+    spec = npz_spec(preprocess=PreprocessSpec(one_hot=True))
+    assert load_data(spec, X20, target, spec_dir=tmp_path).classes == 4  # not 3
+
+
+@pytest.mark.parametrize(
+    "y_train",
+    [np.linspace(-1, 1, 20), np.full(20, 0.5), -(np.arange(20) % 3)],
+    ids=["regression", "fractions", "negative"],
+)
+def test_classes_is_zero_when_the_labels_are_not_classes(tmp_path, y_train):
+    make_npz(tmp_path / "d.npz", y_train=y_train)
+    target = ("target", InputSpec(shape=[], dtype="float32"))
+    assert load_data(npz_spec(), X20, target, spec_dir=tmp_path).classes == 0
+
+
+def test_example_shape_is_the_shape_before_flatten(tmp_path):
+    make_npz(tmp_path / "d.npz")
+    data = load_data(npz_spec(validation=3), X20, LABEL, spec_dir=tmp_path)
+    assert data.example_shape == (4, 5) and data.train.x.shape == (17, 20)
+    spec = npz_spec(preprocess=PreprocessSpec(flatten=False))
+    data = load_data(spec, ("image", InputSpec(shape=[4, 5])), LABEL, spec_dir=tmp_path)
+    assert data.example_shape == (4, 5) and data.train.x.shape == (20, 4, 5)
+    make_npz(tmp_path / "d.npz", shape=(20,))
+    assert load_data(npz_spec(), X20, LABEL, spec_dir=tmp_path).example_shape == (20,)
+
+
+def test_relative_paths_start_at_the_spec_dir_and_source_is_absolute(tmp_path, monkeypatch):
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "work").mkdir()
+    make_npz(tmp_path / "data" / "d.npz")
+    np.savez(tmp_path / "specs" / "v.npz", x_val=np.zeros((3, 20), np.float32), y_val=np.arange(3))
+    (tmp_path / "link").symlink_to(tmp_path / "data")
+    monkeypatch.chdir(tmp_path / "work")
+    spec = DataSpec(dataset="npz", path="../link/d.npz", validation=ValidationFile(file="v.npz"))
+    data = load_data(spec, X20, LABEL, spec_dir=Path("../specs"))  # a relative spec_dir too
+    assert data.source == str((tmp_path / "data" / "d.npz").resolve())
+    assert Path(data.source).is_absolute()
+    assert len(data.val) == 3
+
+
+def test_idx_source_is_the_absolute_directory(tmp_path, monkeypatch):
+    fake_mnist(tmp_path / "specs" / "raw")
+    monkeypatch.chdir(tmp_path)
+    data = load_data(DataSpec(dataset="idx", path="raw", validation=0), SMALL_X, LABEL,
+                     spec_dir=Path("specs"))
+    assert data.source == str((tmp_path / "specs" / "raw").resolve())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -903,5 +1049,5 @@ def test_shuffled_batches_rejects_mismatched_lengths():
 
 def test_split_length_and_mismatch():
     assert len(Split(np.zeros((4, 2)), np.zeros(4))) == 4
-    with pytest.raises(DataError, match="received 4 examples and 3 labels"):
+    with raises_data_error("received 4 examples and 3 labels"):
         Split(np.zeros((4, 2)), np.zeros(3))

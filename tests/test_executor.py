@@ -116,6 +116,52 @@ def test_same_node_in_both_roles_gets_double_gradient():
     np.testing.assert_allclose(model.grads["h.w"], x.T @ dh, rtol=1e-12)
 
 
+ALIAS_PROBES = """
+from graphnet.ops.add import Add
+from graphnet.ops.linear import Linear
+
+SEEN = {}
+
+class SeeAdd(Add):
+    def backward(self, attrs, saved, dy, wants):
+        grads = super().backward(attrs, saved, dy, wants)
+        SEEN["add_dy"], SEEN["add_dy_before"], SEEN["add_grads"] = dy, dy.copy(), grads
+        return grads
+
+class SeeLinear(Linear):
+    def backward(self, attrs, saved, dy, wants):
+        SEEN["linear_dy"] = dy
+        return super().backward(attrs, saved, dy, wants)
+"""
+
+
+def test_fan_out_of_gradients_aliasing_dy_sums_without_writing_into_them(make_module):
+    module = make_module(ALIAS_PROBES)
+    registry = registry_with(module, {"see_add": "SeeAdd", "see_linear": "SeeLinear"})
+    spec = parse_spec(
+        """
+        name: alias
+        inputs: {x: {shape: [3]}, t: {shape: [3]}}
+        nodes:
+          h: {op: see_linear, inputs: {x: x}, attrs: {units: 3}}
+          y: {op: see_add, inputs: {a: h, b: h}}
+          loss: {op: mse, inputs: {pred: y, target: t}}
+        """
+    )
+    model = Model.from_spec(spec, seed=0, dtype="float64", registry=registry)
+    rng = np.random.default_rng(4)
+    model.forward({"x": rng.standard_normal((4, 3)), "t": rng.standard_normal((4, 3))}, ["loss"])
+    model.backward("loss")
+    seen = importlib.import_module(module).SEEN
+    dy = seen["add_dy"]
+    # add returned dy itself for both roles (the contract allows it) ...
+    assert seen["add_grads"]["a"] is dy and seen["add_grads"]["b"] is dy
+    # ... h got exactly their sum, in a new array, and dy was not written into
+    np.testing.assert_array_equal(seen["linear_dy"], 2 * seen["add_dy_before"])
+    np.testing.assert_array_equal(dy, seen["add_dy_before"])
+    assert not np.shares_memory(seen["linear_dy"], dy)
+
+
 # -- which gradients are asked for --------------------------------------------------------------
 
 PROBES = """
@@ -210,6 +256,32 @@ def test_labels_computed_by_a_node_get_no_gradient(make_module):
     assert len(calls) == 1 and calls[0][2] == {"w", "b"}
     assert not np.any(model.grads["target.w"]) and not np.any(model.grads["target.b"])
     assert np.any(model.grads["pred.w"])
+
+
+def test_gradients_off_the_path_are_zero_after_every_backward():
+    spec = parse_spec(
+        """
+        name: two_heads
+        inputs: {x: {shape: [3]}, t: {shape: [2]}}
+        nodes:
+          a: {op: linear, inputs: {x: x}, attrs: {units: 2}}
+          b: {op: linear, inputs: {x: x}, attrs: {units: 2}}
+          loss_a: {op: mse, inputs: {pred: a, target: t}}
+          loss_b: {op: mse, inputs: {pred: b, target: t}}
+        outputs: [loss_a, loss_b]
+        """
+    )
+    model = Model.from_spec(spec, seed=0, dtype="float64")
+    rng = np.random.default_rng(0)
+    model.forward({"x": rng.standard_normal((4, 3)), "t": rng.standard_normal((4, 2))})
+    for loss, on, off in [("loss_a", "a", "b"), ("loss_a", "a", "b"), ("loss_b", "b", "a"),
+                          ("loss_a", "a", "b")]:
+        model.grads[f"{off}.w"][...] = 7  # stale values from elsewhere must be cleared each time
+        model.backward(loss)
+        assert not np.any(model.grads[f"{off}.w"]) and not np.any(model.grads[f"{off}.b"]), loss
+        assert np.any(model.grads[f"{on}.w"]) and np.any(model.grads[f"{on}.b"]), loss
+    model.backward({"loss_a": np.ones(()), "loss_b": np.ones(())})
+    assert all(np.any(grad) for grad in model.grads.values())
 
 
 # -- a bad backward is caught -------------------------------------------------------------------
@@ -365,6 +437,109 @@ def test_variadic_gradient_count_is_checked(make_module):
         model.backward("loss")
     assert "op 'short_concat' (node 'j')" in str(info.value)
     assert "list of 2 gradients for variadic role 'xs'" in str(info.value)
+
+
+# -- a bad forward output is caught -------------------------------------------------------------
+
+BAD_FORWARD = """
+import numpy as np
+from graphnet.op import Op, OpAttrs
+from graphnet.ops.mse import MSE
+
+class WrongAttrs(OpAttrs):
+    mode: str = "ok"
+
+class Wrong(Op):
+    \"\"\"y = 2 x, with a forward that returns the wrong thing as told.\"\"\"
+    inputs = ("x",)
+    Attrs = WrongAttrs
+
+    def shape(self, attrs, x):
+        return tuple(x)
+
+    def forward(self, attrs, ctx, x):
+        y = 2 * x
+        if attrs.mode == "features":
+            y = y[:, :1]  # (N, 1): would broadcast silently against the (N, 4) target
+        elif attrs.mode == "batch":
+            y = y[:1]
+        elif attrs.mode == "dtype":
+            y = y.astype(np.float32 if x.dtype == np.float64 else np.float64)
+        elif attrs.mode == "list":
+            y = y.tolist()
+        return y, None
+
+    def backward(self, attrs, saved, dy, wants):
+        return {"x": 2 * dy}
+
+class PerSampleLoss(MSE):
+    def forward(self, attrs, ctx, pred, target):
+        diff = pred - target
+        return (diff * diff).sum(axis=1), (diff, pred.shape[0])
+"""
+
+WRONG_SPEC = """
+name: wrong
+inputs: {x: {shape: [4]}, t: {shape: [4]}}
+nodes:
+  fc: {op: linear, inputs: {x: x}, attrs: {units: 4}}
+  w: {op: wrong, inputs: {x: fc}, attrs: {mode: MODE}}
+  loss: {op: LOSS, inputs: {pred: w, target: t}}
+"""
+
+
+@pytest.fixture
+def wrong_model(make_module):
+    registry = registry_with(make_module(BAD_FORWARD), {"wrong": "Wrong", "per_sample": "PerSampleLoss"})
+
+    def make(mode: str, dtype: str = "float64", loss: str = "mse") -> tuple[Model, dict]:
+        spec = parse_spec(WRONG_SPEC.replace("MODE", mode).replace("LOSS", loss))
+        model = Model.from_spec(spec, seed=0, dtype=dtype, registry=registry)
+        rng = np.random.default_rng(0)
+        return model, {"x": rng.standard_normal((3, 4)), "t": rng.standard_normal((3, 4))}
+
+    return make
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_well_behaved_forward_passes_the_output_check(wrong_model, dtype):
+    model, batch = wrong_model("ok", dtype)
+    out = model.forward(batch, ["w", "loss"])
+    assert out["w"].shape == (3, 4) and out["w"].dtype == np.dtype(dtype)
+
+
+@pytest.mark.parametrize(
+    "mode, dtype, received, expected",
+    [
+        ("features", "float64", "shape [3, 1]", "a float64 array of shape [3, 4]"),
+        ("batch", "float64", "shape [1, 4]", "a float64 array of shape [3, 4]"),
+        ("dtype", "float64", "dtype float32", "a float64 array of shape [3, 4]"),
+        ("dtype", "float32", "dtype float64", "a float32 array of shape [3, 4]"),
+        ("list", "float64", "a list", "a float64 array of shape [3, 4]"),
+    ],
+)
+def test_wrong_forward_output_is_an_op_error_naming_node_and_op(wrong_model, mode, dtype, received, expected):
+    model, batch = wrong_model(mode, dtype)
+    with pytest.raises(OpError) as info:
+        model.forward(batch, ["loss"])
+    error = info.value
+    assert error.message == f"op 'wrong' (node 'w') forward returned {received}, expected {expected}"
+    assert error.path == "nodes.w"
+    if mode == "dtype":
+        assert "dtype" in error.hint
+    else:
+        assert error.hint == "the op's shape rule says per-sample shape [4]; fix forward or shape"
+
+
+def test_loss_returning_per_sample_values_is_an_op_error(wrong_model):
+    model, batch = wrong_model("ok", loss="per_sample")
+    with pytest.raises(OpError) as info:
+        model.forward(batch, ["loss"])
+    assert info.value.message == (
+        "op 'per_sample' (node 'loss') forward returned shape [3], expected a float64 array of shape []"
+    )
+    assert "one number per batch, shape ()" in info.value.hint
+    assert "fix forward or shape" in info.value.hint
 
 
 # -- deep graphs --------------------------------------------------------------------------------
@@ -523,7 +698,7 @@ def test_only_the_needed_nodes_run():
     # fc3 alone needs no labels
     out = model.forward({"image": np.zeros((2, 784), np.float32)}, ["fc3"])
     assert list(out) == ["fc3"] and out["fc3"].shape == (2, 10)
-    assert [s.node.name for s in model.executor.plan(("fc3",))] == ["fc1", "relu1", "fc2", "relu2", "fc3"]
+    assert [s.node.name for s in model.executor.plan(("fc3",)).steps] == ["fc1", "relu1", "fc2", "relu2", "fc3"]
     with pytest.raises(GraphnetError, match="cannot backpropagate from 'loss'"):
         model.backward("loss")
 
@@ -534,6 +709,7 @@ def test_backward_from_a_non_scalar_output():
     model.forward({"x": x}, ["y"])
     upstream = np.ones((2, 3))
     model.backward({"y": upstream})
+    np.testing.assert_array_equal(upstream, np.ones((2, 3)))  # add hands dy on; never written
     h = x @ model.params["h.w"] + model.params["h.b"]
     np.testing.assert_allclose(model.grads["h.b"], ((h > 0) + 1.0).sum(axis=0), rtol=1e-12)
 

@@ -45,7 +45,10 @@ def test_skip_mlp_order_shapes_and_wiring():
     assert graph.param_count() == (784 * 256 + 256) + (256 * 256 + 256) + (784 * 64 + 64) + (320 * 10 + 10)
     joined = graph.nodes["joined"]
     assert [(e.role, e.index, e.source) for e in joined.edges] == [("xs", 0, "skip"), ("xs", 1, "act2")]
-    consumers = graph.consumers()
+    consumers = {name: [] for name in [*graph.inputs, *graph.nodes]}
+    for node in graph.nodes.values():
+        for source in node.sources:
+            consumers[source].append(node.name)
     assert sorted(consumers["act0"]) == ["block", "skip"]
     assert sorted(consumers["image"]) == ["side", "stem"]
     assert consumers["label"] == ["loss"]

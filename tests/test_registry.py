@@ -188,6 +188,35 @@ def test_same_name_from_two_distributions_is_an_error_naming_both(make_dist, mon
     assert "gn_act" in registry.problems() and "relu" not in registry.problems()
 
 
+def test_one_class_under_two_names_keeps_both(make_dist, monkeypatch):
+    # the registry names the op instance, not its class: an alias must not rename the original
+    site = make_dist(
+        "gn-alias",
+        {"gn_swish_a": "gn_plugin_alias:Swish", "gn_swish_b": "gn_plugin_alias:Swish"},
+        {"gn_plugin_alias": SWISH},
+    )
+    monkeypatch.syspath_prepend(str(site))
+    registry = Registry.from_entry_points()
+    first, second = registry.get("gn_swish_a"), registry.get("gn_swish_b")
+    assert type(first) is type(second)
+    assert (first.name, second.name) == ("gn_swish_a", "gn_swish_b")
+    assert registry.get("gn_swish_a").name == "gn_swish_a"
+    assert type(first).name == ""  # the class is untouched
+    graph = build_graph(
+        parse_spec(
+            """
+            name: p
+            inputs: {x: {shape: [3]}}
+            nodes:
+              a: {op: gn_swish_a, inputs: {x: x}}
+              b: {op: gn_swish_b, inputs: {x: a}}
+            """
+        ),
+        registry,
+    )
+    assert graph.op_versions() == {"gn_swish_a": 1, "gn_swish_b": 1}
+
+
 def test_plugin_cannot_shadow_a_builtin(make_dist, monkeypatch):
     site = make_dist("gn-shadow", {"relu": "gn_plugin_shadow:Swish"}, {"gn_plugin_shadow": SWISH})
     monkeypatch.syspath_prepend(str(site))

@@ -4,6 +4,7 @@ received and how to fix it; YAML and JSON load alike; specs round-trip through J
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 
@@ -11,9 +12,9 @@ import pytest
 import yaml
 
 from graphnet import Model, Spec, build_graph, load_spec, parse_spec
-from graphnet.errors import GraphnetError, ShapeError, SpecError
+from graphnet.errors import DataError, GraphnetError, ShapeError, SpecError, did_you_mean
 from graphnet.registry import default_registry
-from graphnet.spec import apply_override, with_overrides
+from graphnet.spec import apply_override
 
 SPECS = sorted((Path(__file__).resolve().parents[1] / "specs").glob("*.yaml"))
 
@@ -655,10 +656,265 @@ def test_error_elsewhere_still_points_at_the_file(write_spec):
     assert info.value.line == line_of(text, "logits: fcc")
 
 
-def test_with_overrides_revalidates(write_spec):
-    spec = load_spec(write_spec(BASE + "train:\n  batch_size: 8\n"))
-    changed = with_overrides(spec, ["train.batch_size=16"])
-    assert changed.train.batch_size == 16 and spec.train.batch_size == 8
+def test_overrides_revalidate_a_loaded_file(write_spec):
+    path = write_spec(BASE + "train:\n  batch_size: 8\n")
+    changed = load_spec(path, overrides=["train.batch_size=16"])
+    assert changed.train.batch_size == 16 and load_spec(path).train.batch_size == 8
     with pytest.raises(SpecError) as info:
-        with_overrides(spec, ["train.batch_size=0"])
+        load_spec(path, overrides=["train.batch_size=0"])
     assert info.value.file == "--set train.batch_size=0"
+
+
+# -- a typo in a required key is an unknown key, not a missing one ------------------------------
+
+
+def test_typo_in_a_required_attribute_says_did_you_mean(error_of):
+    text = BASE.replace("      units: 10\n", "      unitz: 10\n")
+    error = error_of(text)
+    assert error.path == "nodes.fc.attrs.unitz"
+    assert error.line == line_of(text, "unitz")
+    assert error.message == "op 'linear' has no attribute 'unitz'"
+    assert error.hint.startswith("did you mean 'units'? its attributes: units, ")
+
+
+def test_typo_in_a_required_top_level_key_says_did_you_mean(error_of):
+    text = BASE.replace("inputs:\n  x:", "inputz:\n  x:")
+    error = error_of(text)
+    assert error.path == "inputz"
+    assert error.line == line_of(text, "inputz")
+    assert error.message == "unknown key 'inputz'"  # not "(+1 more error)": the missing twin is the same typo
+    assert error.hint.startswith("did you mean 'inputs'?")
+
+
+def test_typo_in_a_stage_key_says_did_you_mean(error_of):
+    text = BASE + "train:\n  schedule:\n    - epoch: 3\n      lr: 0.1\n"
+    error = error_of(text)
+    assert error.path == "train.schedule.0.epoch"
+    assert error.line == line_of(text, "epoch: 3")
+    assert error.message == "unknown key 'epoch'"
+    assert error.hint.startswith("did you mean 'epochs'? allowed keys: epochs, lr")
+
+
+def test_a_missing_key_without_a_typo_is_still_missing(error_of):
+    text = BASE.replace("      units: 10\n", "      bias: false\n")
+    error = error_of(text)
+    assert error.path == "nodes.fc.attrs.units"
+    assert error.message == "op 'linear' needs attribute 'units'"
+
+
+# -- duplicate keys -----------------------------------------------------------------------------
+
+DUPLICATE_NODE = BASE + "  fc:\n    op: relu\n    inputs:\n      x: x\n"
+
+
+@pytest.mark.parametrize(
+    "text, path, first, second",
+    [
+        (DUPLICATE_NODE, "nodes.fc", "  fc:", "    op: relu"),
+        (BASE + "name: again\n", "name", "name: t", "name: again"),
+        (BASE.replace("    op: linear\n", "    op: linear\n    op: relu\n"), "nodes.fc.op", "op: linear", "op: relu"),
+        ("name: t\ninputs: {x: {shape: [2],\n  shape: [3]}}\nnodes: {r: {op: relu, inputs: {x: x}}}\n",
+         "inputs.x.shape", "shape: [2]", "shape: [3]"),
+    ],
+    ids=["node", "top-level", "node-key", "flow-mapping"],
+)
+def test_duplicate_yaml_key_is_an_error_at_the_second(write_spec, text, path, first, second):
+    spec_file = write_spec(text)
+    with pytest.raises(SpecError) as info:
+        load_spec(spec_file)
+    error = info.value
+    key = path.rsplit(".", 1)[-1]
+    assert error.message == f"duplicate key '{key}' (first at line {line_of(text, first)})"
+    assert error.path == path
+    assert error.file == str(spec_file)
+    # the second occurrence (for the node, the line of the second `fc:`, just above its op)
+    assert error.line == line_of(text, second) - (1 if key == "fc" else 0)
+
+
+def test_duplicate_json_key_is_an_error_at_the_second(write_spec):
+    text = (
+        '{\n  "name": "t",\n  "inputs": {"x": {"shape": [2]}},\n  "nodes": {\n'
+        '    "fc1": {"op": "relu", "inputs": {"x": "x"}},\n'
+        '    "fc1": {"op": "tanh", "inputs": {"x": "x"}}\n  }\n}\n'
+    )
+    with pytest.raises(SpecError) as info:
+        load_spec(write_spec(text, "spec.json"))
+    assert info.value.message == "duplicate key 'fc1' (first at line 5)"
+    assert info.value.path == "nodes.fc1"
+    assert info.value.line == 6
+
+
+def test_yaml_merge_key_is_not_a_duplicate():
+    spec = parse_spec(
+        "name: t\ninputs: {x: {shape: [2]}}\n"
+        "nodes:\n  a: &node {op: relu, inputs: {x: x}}\n  b: {<<: *node, op: tanh}\n"
+    )
+    assert spec.nodes["b"].op == "tanh" and spec.nodes["b"].inputs == {"x": "x"}
+
+
+# -- JSON with tabs -----------------------------------------------------------------------------
+
+
+def test_tab_indented_json_errors_have_lines(write_spec):
+    data = yaml.safe_load(BASE)
+    data["train"] = {"optimizer": {"type": "sgd", "momentm": 0.9}}
+    text = json.dumps(data, indent="\t")
+    with pytest.raises(SpecError) as info:
+        load_spec(write_spec(text, "spec.json"))
+    assert info.value.path == "train.optimizer.momentm"
+    assert info.value.line == line_of(text, '"momentm"')
+
+
+# -- train section rules ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["1.5", "-3", "abc", "true", "[1]"])
+def test_validation_says_what_it_takes(error_of, value):
+    text = BASE + f"train:\n  data:\n    validation: {value}\n"
+    error = error_of(text)
+    assert error.path == "train.data.validation"
+    assert error.line == line_of(text, "validation:")
+    received = repr(yaml.safe_load(value))
+    assert error.message == (
+        f"validation must be a count >= 0, a fraction in (0, 1), or {{file: ...}}; received {received}"
+    )
+    assert "validation: 0.1" in error.hint
+
+
+@pytest.mark.parametrize("value, expected", [("5000", 5000), ("5000.0", 5000), ("0.25", 0.25), ("0", 0)])
+def test_validation_counts_and_fractions(value, expected):
+    spec = parse_spec(BASE + f"train:\n  keep_best: null\n  data:\n    validation: {value}\n")
+    assert spec.train.data.validation == expected
+    assert type(spec.train.data.validation) is type(expected)
+
+
+def test_unknown_key_in_a_validation_file(error_of):
+    text = BASE + "train:\n  data:\n    validation: {fiel: v.npz}\n"
+    error = error_of(text)
+    assert error.path == "train.data.validation.fiel"
+    assert "did you mean 'file'?" in error.hint
+
+
+def test_early_stopping_needs_a_validation_split(error_of):
+    text = BASE + "train:\n  data:\n    validation: 0\n  keep_best: {patience: 3}\n"
+    error = error_of(text)
+    assert error.path == "train.data.validation"
+    assert error.line == line_of(text, "validation: 0")
+    assert error.message.startswith("early stopping needs a validation split, but validation is 0")
+    assert "received" not in error.message
+    assert "set keep_best: null or hold out a validation split" in error.hint
+
+
+def test_keep_best_needs_a_validation_split(error_of, write_spec):
+    text = BASE + "train:\n  data:\n    validation: 0\n"  # keep_best is on by default
+    error = error_of(text)
+    assert error.path == "train.data.validation"
+    assert "needs a validation split, but validation is 0" in error.message
+    assert error.hint.startswith("set keep_best: null or hold out a validation split")
+    # from --set: reported against it
+    with pytest.raises(SpecError) as info:
+        load_spec(write_spec(BASE + "train: {batch_size: 8}\n"), overrides=["train.data.validation=0"])
+    assert info.value.file == "--set train.data.validation=0"
+    # fine without keep_best, or with a validation file
+    assert parse_spec(text + "  keep_best: null\n").train.keep_best is None
+    assert parse_spec(BASE + "train:\n  data:\n    validation: {file: v.npz}\n").train.keep_best
+
+
+# -- --set attribution --------------------------------------------------------------------------
+
+SPECS_DIR = Path(__file__).resolve().parents[1] / "specs"
+
+
+def test_set_under_the_error_path_is_blamed():
+    # seed-softmax's piecewise stages add up to 30: the rule is about `train`, set by train.epochs
+    with pytest.raises(SpecError) as info:
+        load_spec(SPECS_DIR / "seed-softmax.yaml", overrides=["train.epochs=1"])
+    error = info.value
+    assert error.file == "--set train.epochs=1" and error.line is None
+    assert error.path == "train"
+    assert error.message == "epochs is 1 but the schedule's stages add up to 30"  # no dump of train
+    assert "drop `epochs`" in error.hint
+    assert '--set "train.schedule=[{epochs: 1, lr: 0.01}]"' in error.hint
+
+
+def test_set_on_the_layers_shorthand_is_blamed_for_its_nodes():
+    with pytest.raises(ShapeError) as info:
+        build_graph(load_spec(SPECS_DIR / "seed-softmax.yaml", overrides=["layers.sizes.0=100"]))
+    error = info.value
+    assert error.path == "nodes.fc1"
+    assert error.file == "--set layers.sizes.0=100"
+    assert str(error).startswith("--set layers.sizes.0=100: nodes.fc1: ")
+
+
+def test_set_that_creates_a_node_is_blamed(write_spec):
+    for path in (SPECS_DIR / "seed-softmax.yaml", write_spec(BASE)):
+        with pytest.raises(SpecError) as info:
+            build_graph(load_spec(path, overrides=["nodes.fc9.op=relu"]))
+        assert info.value.file == "--set nodes.fc9.op=relu"
+        assert info.value.path == "nodes.fc9.inputs"
+
+
+def test_layers_node_error_without_set_points_at_layers():
+    spec = load_spec(SPECS_DIR / "seed-softmax.yaml", overrides=["train.batch_size=8"])
+    error = spec.error(("nodes", "fc2"), "boom")
+    assert error.file == str(SPECS_DIR / "seed-softmax.yaml")
+    assert error.line == line_of((SPECS_DIR / "seed-softmax.yaml").read_text(), "layers:")
+
+
+# -- locating errors raised after loading -------------------------------------------------------
+
+
+def test_locate_fills_in_file_and_line(write_spec):
+    text = BASE + "train:\n  data:\n    dataset: npz\n    preprocess:\n      flatten: false\n"
+    path = write_spec(text)
+    spec = load_spec(path)
+    error = spec.locate(DataError("the examples are images", path="train.data.preprocess.flatten"))
+    assert isinstance(error, DataError)
+    assert (error.file, error.line) == (str(path), line_of(text, "flatten"))
+    # a key the file does not have: the deepest one it has
+    error = spec.locate(DataError("no such file", path="train.data.path"))
+    assert error.line == line_of(text, "  data:")
+    # already located, or no path: unchanged
+    located = DataError("x", path="train.data", file="other.yaml", line=3)
+    assert spec.locate(located) is located and (located.file, located.line) == ("other.yaml", 3)
+    bare = DataError("x")
+    assert spec.locate(bare).file is None and bare.line is None
+
+
+def test_locate_names_the_set(write_spec):
+    spec = load_spec(write_spec(BASE), overrides=["train.data.preprocess.flatten=false"])
+    error = spec.locate(DataError("the examples are images", path="train.data.preprocess.flatten"))
+    assert error.file == "--set train.data.preprocess.flatten=false" and error.line is None
+    assert str(error).startswith("--set train.data.preprocess.flatten=false: train.data.preprocess.flatten: ")
+
+
+def test_locate_a_layers_node(write_spec):
+    spec = load_spec(SPECS_DIR / "seed-softmax.yaml")
+    error = spec.locate(GraphnetError("bad", path="nodes.fc1"))
+    assert error.line == line_of((SPECS_DIR / "seed-softmax.yaml").read_text(), "layers:")
+
+
+# -- the package --------------------------------------------------------------------------------
+
+
+def test_spec_package_imports_nothing_above_it():
+    package = Path(__file__).resolve().parents[1] / "graphnet" / "spec"
+    allowed = {"graphnet.errors", "graphnet.spec"}
+    sources = sorted(package.glob("*.py"))
+    assert {s.name for s in sources} >= {"__init__.py", "models.py", "load.py", "overrides.py"}
+    for source in sources:
+        tree = ast.parse(source.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = ["graphnet", "spec"][: 2 - (node.level - 1)]  # `.` is graphnet.spec
+                target = ".".join(base + ([node.module] if node.module else []))
+                assert any(target == a or target.startswith(a + ".") for a in allowed), (source.name, target)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                for name in names:
+                    assert not (name or "").startswith("graphnet") or name.startswith(tuple(allowed))
+
+
+def test_did_you_mean():
+    assert did_you_mean("relux", ["relu", "tanh"]) == "did you mean 'relu'? known: relu, tanh"
+    assert did_you_mean("zzz", ["relu", "tanh"], "known ops") == "known ops: relu, tanh"

@@ -13,8 +13,8 @@ import pytest
 
 from graphnet import load_spec
 from graphnet.errors import GraphnetError, TrainingError
-from graphnet.modelfile import load_model
-from graphnet.train.loop import Silent, train
+from graphnet.modelfile import load_model, save_model
+from graphnet.train.loop import Silent, train as train_loop
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"
@@ -55,6 +55,26 @@ train:
   optimizer: {{type: sgd, lr: 0.1, momentum: 0.9}}
   output: {out}
 """
+
+
+class Run:
+    """A training result and the model file its checkpoints wrote."""
+
+    def __init__(self, result, output: Path):
+        self.result, self.output = result, output
+
+    def __getattr__(self, name):
+        return getattr(self.result, name)
+
+
+def train(spec, **kwargs) -> Run:
+    """Train with checkpoints written to the spec's train.output, as `graphnet run` does."""
+    output = Path(spec.train.output) if spec.train and spec.train.output else Path("unused.gnm")
+
+    def checkpoint(model, log, metrics):
+        save_model(output, model, log=log, metrics=metrics)
+
+    return Run(train_loop(spec, checkpoint=checkpoint, **kwargs), output)
 
 
 @pytest.fixture
@@ -128,6 +148,16 @@ def test_piecewise_schedule_is_logged_per_epoch(synth):
     assert [e.lr for e in result.epochs] == [0.1, 0.1, 0.01]
 
 
+def test_ctrl_c_in_the_first_epoch_saves_nothing(synth, tmp_path):
+    class Interrupt(Silent):
+        def step(self, loss, samples):
+            raise KeyboardInterrupt
+
+    result = train(synth(), progress=Interrupt())
+    assert result.stopped == "interrupted" and result.epochs == []
+    assert not (tmp_path / "model.gnm").exists()
+
+
 def test_ctrl_c_saves_best_so_far(synth):
     class Interrupt(Silent):
         def __init__(self):
@@ -146,16 +176,25 @@ def test_ctrl_c_saves_best_so_far(synth):
     assert np.array_equal(loaded.model.flat_params, result.model.flat_params)
 
 
-def test_nan_guard_names_epoch_step_node_and_keeps_file(synth, tmp_path):
-    out = tmp_path / "model.gnm"
-    out.write_bytes(b"last good model")
+def test_nan_guard_names_epoch_step_node(synth):
     with pytest.raises(TrainingError) as caught:
         train(synth(["train.optimizer.lr=1e30"]))
     message = str(caught.value)
-    assert "epoch 1, step" in message
+    assert "training diverged at epoch 1, step" in message
     assert "node '" in message
-    assert "untouched" in message
-    assert out.read_bytes() == b"last good model"
+    assert "nothing was saved" in message
+    assert "\n" not in message
+
+
+def test_nan_guard_leaves_the_last_good_file_intact(synth, tmp_path):
+    # epoch 1 trains normally and is saved; epoch 2's huge rate diverges
+    spec = synth(["train.epochs=null", "train.optimizer.momentum=0",
+                  "train.schedule=[{epochs: 1, lr: 0.05}, {epochs: 1, lr: 1.0e+30}]"])
+    with pytest.raises(TrainingError, match="epoch 2, step .* the checkpoint of epoch 1 .* is untouched"):
+        train(spec)
+    saved = load_model(tmp_path / "model.gnm")
+    assert [e["epoch"] for e in saved.log["epochs"]] == [1]
+    assert np.all(np.isfinite(saved.model.flat_params))
 
 
 def test_spec_without_train_section(tmp_path):
@@ -188,6 +227,69 @@ def test_short_real_mnist_run_and_eval_from_file(tmp_path):
     evaluated = cli("eval", str(out))
     assert evaluated.returncode == 0, evaluated.stderr
     assert f"error {error:.2f}%" in evaluated.stdout
+
+
+def test_existing_model_file_is_not_overwritten(synth, tmp_path):
+    synth()
+    out = tmp_path / "keep.gnm"
+    out.write_bytes(b"a trained model")
+    run = cli("run", str(tmp_path / "synth.yaml"), "--out", str(out))
+    assert run.returncode == 1
+    assert "already exists" in run.stderr and "--overwrite" in run.stderr
+    assert out.read_bytes() == b"a trained model"
+    again = cli("run", str(tmp_path / "synth.yaml"), "--out", str(out), "--overwrite", "--set", "train.epochs=1")
+    assert again.returncode == 0, again.stderr
+    assert load_model(out).log["epochs"][0]["epoch"] == 1
+
+
+@pytest.mark.parametrize("where", ["dir", "file-parent"])
+def test_bad_output_path_fails_before_training(synth, tmp_path, where):
+    synth()
+    if where == "dir":
+        out = tmp_path
+    else:
+        (tmp_path / "plain").write_text("x")
+        out = tmp_path / "plain" / "m.gnm"
+    run = cli("run", str(tmp_path / "synth.yaml"), "--out", str(out))
+    assert run.returncode == 1
+    assert "epoch 1" not in run.stdout  # nothing was trained
+    assert len(run.stderr.strip().splitlines()) == 1 and "Traceback" not in run.stderr
+    assert not list(Path("/").glob(".*.gnm.*.tmp"))
+
+
+def test_eval_from_another_directory_finds_relative_data(synth, tmp_path):
+    # the spec names its .npz relative to the spec file
+    synth()
+    spec_file = tmp_path / "synth.yaml"
+    spec_file.write_text(spec_file.read_text().replace(str(tmp_path / "synth.npz"), "synth.npz"))
+    out = tmp_path / "m.gnm"
+    assert cli("run", str(spec_file), "--out", str(out), "--set", "train.epochs=1").returncode == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    evaluated = subprocess.run([sys.executable, "-m", "graphnet.cli", "eval", str(out)],
+                               capture_output=True, text=True, cwd=elsewhere)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "recorded when trained" in evaluated.stdout
+
+
+def test_labels_beyond_the_outputs_fail_before_training(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((50, 8)).astype(np.float32)
+    y = np.arange(50) % 5  # 5 classes, the spec's last layer has 3 units
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y, x_test=x, y_test=y)
+    spec_file = tmp_path / "s.yaml"
+    spec_file.write_text(SYNTH_SPEC.format(path=tmp_path / "d.npz", out=tmp_path / "m.gnm").replace("validation: 60", "validation: 10"))
+    run = cli("run", str(spec_file))
+    assert run.returncode == 1
+    assert "5 classes" in run.stderr and "'fc2' has 3 outputs" in run.stderr
+    assert "epoch 1" not in run.stdout
+
+
+def test_validate_checks_the_train_section(tmp_path):
+    bad = cli("validate", str(SPECS / "mnist-mlp.yaml"), "--set", "train.loss=fc9")
+    assert bad.returncode == 1 and "train.loss" in bad.stderr and "is not a node" in bad.stderr
+    shape = cli("validate", str(SPECS / "mnist-mlp.yaml"), "--set", "train.augment.image_shape=[20, 20]")
+    assert shape.returncode == 1 and "not 20x20 images" in shape.stderr
 
 
 def test_set_errors_point_at_the_flag():

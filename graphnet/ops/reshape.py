@@ -68,6 +68,5 @@ class Reshape(Op):
         x_shape = saved
         grads = {}
         if "x" in wants:
-            # a copy, not a view of dy: the executor may accumulate into what we return
-            grads["x"] = dy.reshape(x_shape).copy()
+            grads["x"] = dy.reshape(x_shape)
         return grads

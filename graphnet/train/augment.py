@@ -2,26 +2,15 @@
 
 A shift moves each image by (dy, dx), each drawn uniformly from [-shift, shift], filling the
 uncovered border with zeros. It is done for a whole batch at once by padding and gathering, with
-a generator seeded per epoch so a run stays reproducible.
+a generator seeded per epoch so a run stays reproducible. That the examples are images of
+``image_shape`` is checked when the train section is checked (``loop.resolve_roles``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..errors import SpecError
 from ..spec import AugmentSpec
-
-
-def check_augment(spec: AugmentSpec, example_shape: tuple[int, ...]) -> None:
-    """Fail before training when the examples cannot be seen as ``image_shape`` images."""
-    height, width = spec.image_shape
-    if int(np.prod(example_shape)) != height * width:
-        raise SpecError(
-            f"examples of shape {list(example_shape)} are not {height}x{width} images",
-            path="train.augment.image_shape",
-            hint="set image_shape to the examples' height and width",
-        )
 
 
 def shift_batch(x: np.ndarray, spec: AugmentSpec, rng: np.random.Generator) -> np.ndarray:

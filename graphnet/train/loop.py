@@ -1,38 +1,45 @@
 """The training loop behind ``graphnet run``: epochs of shuffled mini-batches, validation after
-each epoch, best-on-validation parameters kept, early stopping, a NaN/Inf guard, and a model file
-that always holds the best parameters so far.
+each epoch, best-on-validation parameters kept, early stopping, and a NaN/Inf guard.
+
+Saving is the caller's: ``train`` hands the model, the log and (at the end) the test metrics to a
+``checkpoint`` function each time validation improves and once at the end, so whatever it writes
+always holds the best parameters so far (``graphnet run`` writes a model file).
 
 Reproducibility: the model's initial parameters come from ``seed``; epoch ``e`` shuffles with a
-generator seeded by ``(seed, e)``; dropout draws from ``(seed, step, node)``. Same spec, same seed,
-same machine: bit-identical parameters and log.
+generator seeded by ``(seed, e)`` and augments with one seeded by ``(seed, e, 1)``; dropout draws
+from ``(seed, step, node)``. Same spec, same seed, same machine: bit-identical parameters, and a
+bit-identical log apart from the timings.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from ..errors import SpecError, TrainingError
+from ..errors import DataError, GraphnetError, SpecError, TrainingError
 from ..graph import Graph, build_graph
 from ..model import Model
-from ..modelfile import save_model
 from ..spec import Spec, TrainSpec
-from .augment import check_augment, shift_batch
+from .augment import shift_batch
 from .data import Data, Split, load_data, shuffled_batches
 from .optim import make_optimizer
 from .schedule import learning_rate
 
 EVAL_BATCH = 1000
 
+# checkpoint(model, log, metrics): metrics is None while training, the test metrics at the end.
+Checkpoint = Callable[[Model, dict, "dict | None"], None]
+
 
 @dataclass
 class EpochLog:
     epoch: int  # 1-based
-    lr: float
+    lr: float  # the rate of the epoch's last step
     train_loss: float
     val_loss: float | None
     val_error: float | None
@@ -44,11 +51,11 @@ class EpochLog:
 @dataclass
 class RunResult:
     model: Model
-    epochs: list[EpochLog]
-    best_epoch: int | None
-    test: dict[str, float]
-    output: Path
+    epochs: list[EpochLog] = field(default_factory=list)
+    best_epoch: int | None = None
+    test: dict[str, float] = field(default_factory=dict)
     stopped: str | None = None  # "early stopping" | "interrupted" | None
+    saved_epoch: int | None = None  # the epoch whose parameters the last checkpoint holds
     data_source: str = ""
     seconds: float = 0.0
 
@@ -81,6 +88,11 @@ class Silent:
         pass
 
 
+# ----------------------------------------------------------------------------------------------
+# What the train section refers to, checked before any data is read
+# ----------------------------------------------------------------------------------------------
+
+
 @dataclass
 class Roles:
     """Which graph input gets the examples and which the labels; which node is the loss and
@@ -93,6 +105,7 @@ class Roles:
 
 
 def resolve_roles(graph: Graph, train: TrainSpec) -> Roles:
+    """Check the train section against the graph (`graphnet validate` calls this too)."""
     spec = graph.spec
     if train.loss not in graph.nodes:
         raise spec.error(("train", "loss"), f"loss node '{train.loss}' is not a node",
@@ -112,9 +125,36 @@ def resolve_roles(graph: Graph, train: TrainSpec) -> Roles:
     y = train.data.y or (others[0] if others else None)
     for key, name in (("x", x), ("y", y)):
         if name is None or name not in graph.inputs:
-            raise spec.error(("train", "data", key), f"no graph input for the {'examples' if key == 'x' else 'labels'}: {name!r}",
+            what = "examples" if key == "x" else "labels"
+            raise spec.error(("train", "data", key), f"no graph input for the {what}: {name!r}",
                              hint="inputs: " + ", ".join(inputs))
+    if train.augment is not None:
+        height, width = train.augment.image_shape
+        size = math.prod(graph.inputs[x])
+        if size != height * width:
+            raise spec.error(
+                ("train", "augment", "image_shape"),
+                f"input '{x}' holds {size} values per example, not {height}x{width} images",
+                hint="set image_shape to the examples' height and width",
+            )
     return Roles(x=x, y=y, loss=train.loss, predict=predict)
+
+
+def check_classes(graph: Graph, roles: Roles, data: Data) -> None:
+    """Labels must fit the prediction node: class id k needs at least k + 1 outputs."""
+    width = graph.nodes[roles.predict].shape[-1] if graph.nodes[roles.predict].shape else 1
+    if data.classes > width:
+        raise DataError(
+            f"the labels hold {data.classes} classes (ids up to {data.classes - 1}) "
+            f"but node '{roles.predict}' has {width} outputs",
+            path=f"nodes.{roles.predict}",
+            hint="give the last layer one unit per class, or fix the labels",
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation and training
+# ----------------------------------------------------------------------------------------------
 
 
 def evaluate(model: Model, split: Split, roles: Roles, batch_size: int = EVAL_BATCH) -> dict[str, float]:
@@ -133,45 +173,59 @@ def evaluate(model: Model, split: Split, roles: Roles, batch_size: int = EVAL_BA
     return {"loss": total_loss / n, "error": wrong / n, "accuracy": 1 - wrong / n}
 
 
+def prepare(spec: Spec, data_dir: str | None = None, spec_dir: Path | None = None) -> tuple[Graph, Roles, Data]:
+    """Everything checked and loaded before the first step: graph, roles, data.
+
+    Relative data paths in the spec are resolved against ``spec_dir`` (default: the folder of
+    the spec file)."""
+    if spec.train is None:
+        raise SpecError("the spec has no `train:` section", path="train", file=spec.file,
+                        hint="add one (see specs/mnist-mlp.yaml)")
+    graph = build_graph(spec)
+    roles = resolve_roles(graph, spec.train)
+    try:
+        data = load_data(
+            spec.train.data,
+            (roles.x, spec.inputs[roles.x]),
+            (roles.y, spec.inputs[roles.y]),
+            data_dir=data_dir,
+            spec_dir=spec_dir or (Path(spec.file).parent if spec.file else None),
+        )
+        check_classes(graph, roles, data)
+    except GraphnetError as error:
+        raise spec.locate(error) from None
+    return graph, roles, data
+
+
 def train(
     spec: Spec,
     *,
     data_dir: str | None = None,
-    output: str | Path | None = None,
+    checkpoint: Checkpoint | None = None,
     progress: Progress | None = None,
-    data: Data | None = None,
+    prepared: tuple[Graph, Roles, Data] | None = None,
 ) -> RunResult:
-    """Train ``spec`` as its ``train:`` section says; returns the model with its best parameters."""
-    if spec.train is None:
-        raise SpecError("the spec has no `train:` section", path="train", file=spec.file,
-                        hint="add one (see specs/mnist-mlp.yaml)")
-    progress = progress or Silent()
+    """Train ``spec`` as its ``train:`` section says; returns the model with its best parameters.
+
+    ``checkpoint`` is called each time validation improves and once at the end (with the test
+    metrics). Ctrl-C stops after the current step; the best parameters so far are checkpointed
+    unless no epoch had finished."""
+    graph, roles, data = prepared or prepare(spec, data_dir)
     cfg = spec.train
-    graph = build_graph(spec)
-    roles = resolve_roles(graph, cfg)
-    output = Path(output or cfg.output or f"runs/{spec.name}.gnm")
-    if data is None:
-        data = load_data(
-            cfg.data,
-            (roles.x, spec.inputs[roles.x]),
-            (roles.y, spec.inputs[roles.y]),
-            data_dir=data_dir,
-            spec_dir=Path(spec.file).parent if spec.file else None,
-        )
-    if cfg.augment is not None:
-        check_augment(cfg.augment, data.train.x.shape[1:])
+    assert cfg is not None  # checked by prepare
+    progress = progress or Silent()
+    save = checkpoint or (lambda model, log, metrics: None)
     model = Model(graph, seed=cfg.seed)
     optimizer = make_optimizer(cfg.optimizer, model.size, model.dtype, model.decay_mask)
-    epochs = cfg.total_epochs()
     best = _Best(cfg, model)
     started = time.perf_counter()
-    result = RunResult(model, [], None, {}, output, data_source=data.source)
+    result = RunResult(model, data_source=data.source)
     global_step = 0
     try:
-        for epoch in range(epochs):
+        for epoch in range(cfg.total_epochs()):
             t0 = time.perf_counter()
             train_loss, lr, global_step = _train_epoch(
-                model, optimizer, data.train, cfg, roles, epoch, global_step, progress, output
+                model, optimizer, data.train, cfg, roles, epoch, global_step, progress, result
             )
             seconds = time.perf_counter() - t0
             val = evaluate(model, data.val, roles) if data.val is not None and len(data.val) else None
@@ -184,26 +238,29 @@ def train(
             result.epochs.append(log)
             improved = best.update(epoch + 1, val)
             if improved:
-                # The file on disk always holds the best parameters so far.
                 result.best_epoch = best.epoch
                 result.seconds = time.perf_counter() - started
-                save_model(output, model, log=result.log_dict())
+                save(model, result.log_dict(), None)
+                result.saved_epoch = best.epoch
             progress.epoch_end(log, improved)
             if best.patience_ran_out(epoch + 1):
                 result.stopped = "early stopping"
                 break
     except KeyboardInterrupt:
         result.stopped = "interrupted"
+        if not result.epochs:
+            return result  # nothing trained to the end of an epoch: nothing worth saving
     best.restore()
     result.best_epoch = best.epoch
     result.test = evaluate(model, data.test, roles)
     result.seconds = time.perf_counter() - started
-    save_model(output, model, log=result.log_dict(), metrics={f"test_{k}": v for k, v in result.test.items()})
+    save(model, result.log_dict(), {f"test_{k}": v for k, v in result.test.items()})
+    result.saved_epoch = best.epoch or len(result.epochs)
     return result
 
 
 def _train_epoch(model: Model, optimizer, train_split: Split, cfg: TrainSpec, roles: Roles, epoch: int,
-                 global_step: int, progress: Progress, output: Path) -> tuple[float, float, int]:
+                 global_step: int, progress: Progress, result: RunResult) -> tuple[float, float, int]:
     """One pass over the shuffled training set; returns (mean loss, last lr, global step)."""
     epochs = cfg.total_epochs()
     steps_per_epoch = -(-len(train_split) // cfg.batch_size)
@@ -222,7 +279,7 @@ def _train_epoch(model: Model, optimizer, train_split: Split, cfg: TrainSpec, ro
             model.backward(roles.loss)
         # NaN guard: one sum over the flat gradient buffer catches any NaN or Inf.
         if not (np.isfinite(loss) and np.isfinite(np.sum(model.flat_grads))):
-            raise _locate_non_finite(model, batch, roles, epoch, step, global_step, output)
+            raise _locate_non_finite(model, batch, roles, epoch, step, global_step, result)
         optimizer.step(model.flat_params, model.flat_grads, lr)
         loss_sum += loss * len(xb)
         seen += len(xb)
@@ -265,9 +322,8 @@ class _Best:
 
 
 def _locate_non_finite(model: Model, batch, roles: Roles, epoch: int, step: int, global_step: int,
-                       output: Path) -> TrainingError:
+                       result: RunResult) -> TrainingError:
     """Re-run the failed step with checks on to name the first node that went non-finite."""
-    where = f"epoch {epoch + 1}, step {step + 1}"
     try:
         with np.errstate(over="ignore", invalid="ignore"):
             model.forward(batch, (roles.loss,), training=True, step=global_step, check_finite=True)
@@ -276,8 +332,11 @@ def _locate_non_finite(model: Model, batch, roles: Roles, epoch: int, step: int,
         detail = error.message
     else:
         detail = "the loss or a gradient is not finite"
-    kept = f"the last good model file {output} is untouched" if output.exists() else "no model file was written"
+    if result.saved_epoch is not None:
+        kept = f"the checkpoint of epoch {result.saved_epoch} (the best so far) is untouched"
+    else:
+        kept = "nothing was saved"
     return TrainingError(
-        f"training diverged at {where}: {detail}; {kept}",
+        f"training diverged at epoch {epoch + 1}, step {step + 1}: {detail}; {kept}",
         hint="lower the learning rate (--set train.optimizer.lr=...) or check the data scaling",
     )
