@@ -57,7 +57,8 @@ def main() -> None:
     except Exception as error:
         if _is_usage_error(error):
             command = getattr(getattr(error, "ctx", None), "command_path", "graphnet")
-            _report(f"error: {error.format_message()} (see '{command} --help')")
+            if error.format_message():  # empty when the help was shown for a bare `graphnet`
+                _report(f"error: {error.format_message()} (see '{command} --help')")
             sys.exit(error.exit_code)
         _report(f"internal error: {type(error).__name__}: {error} (rerun with --debug for the traceback)")
         sys.exit(2)
