@@ -335,3 +335,18 @@ def test_terminal_gets_a_progress_bar(synth, tmp_path, monkeypatch):
     assert os.waitstatus_to_exitcode(status) == 0, text
     assert "samples/s" in text and "epoch 2/2" in text
     assert "\x1b[" in text  # the live bar redraws with terminal control sequences
+
+
+def test_real_mnist_runs_are_bit_identical(tmp_path):
+    args = ["--set", "train.data.limit=3000", "--set", "train.data.validation=500",
+            "--set", "train.schedule=[{epochs: 1, lr: 0.05}]", "--set", "layers.dropout=0.3"]
+    spec = str(SPECS / "seed-softmax.yaml")
+    first = cli("run", spec, "--out", str(tmp_path / "a.gnm"), *args)
+    second = cli("run", spec, "--out", str(tmp_path / "b.gnm"), *args)
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    a, b = load_model(tmp_path / "a.gnm"), load_model(tmp_path / "b.gnm")
+    assert np.array_equal(a.model.flat_params, b.model.flat_params)
+    timing = {"seconds", "samples_per_second"}
+    strip = lambda log: [{k: v for k, v in e.items() if k not in timing} for e in log["epochs"]]  # noqa: E731
+    assert strip(a.log) == strip(b.log)
+    assert a.metrics == b.metrics
