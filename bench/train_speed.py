@@ -20,7 +20,7 @@ from graphnet.train.optim import make_optimizer
 from graphnet.spec import SGDSpec
 
 
-def graphnet_steps(sizes, batch, steps, x, y):
+def graphnet_steps(sizes, steps, x, y):
     spec = parse_spec(
         "name: bench\n"
         f"inputs: {{image: {{shape: [{sizes[0]}]}}, label: {{shape: [], dtype: int64}}}}\n"
@@ -40,7 +40,7 @@ def graphnet_steps(sizes, batch, steps, x, y):
     return run
 
 
-def numpy_steps(sizes, batch, steps, x, y):
+def numpy_steps(sizes, steps, x, y):
     """The loop a person writes by hand: weights in a list, gradients derived on paper."""
     rng = np.random.default_rng(0)
     ws = [(rng.standard_normal((a, b)) * np.sqrt(2 / a)).astype(np.float32) for a, b in zip(sizes, sizes[1:])]
@@ -84,8 +84,8 @@ def main() -> None:
     x = rng.random((args.steps, args.batch, args.sizes[0]), dtype=np.float32)
     y = rng.integers(0, args.sizes[-1], (args.steps, args.batch))
     runners = {
-        "graphnet": graphnet_steps(args.sizes, args.batch, args.steps, x, y),
-        "numpy": numpy_steps(args.sizes, args.batch, args.steps, x, y),
+        "graphnet": graphnet_steps(args.sizes, args.steps, x, y),
+        "numpy": numpy_steps(args.sizes, args.steps, x, y),
     }
     times: dict[str, list[float]] = {name: [] for name in runners}
     for name, run in runners.items():  # warm-up

@@ -7,7 +7,12 @@ the loop) -> ``modelfile`` (msgpack files) -> ``cli``.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib.metadata
+
+try:
+    __version__ = importlib.metadata.version("graphnet")  # pyproject.toml's, once installed
+except importlib.metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 from .errors import GraphnetError
 from .graph import build_graph

@@ -180,15 +180,12 @@ def run(
     """Train a spec, evaluate on the test set, and write a model file."""
     from .modelfile import check_output, save_model
     from .spec import load_spec
-    from .train.loop import prepare, train
+    from .train.loop import prepare, train, train_section
     from .train.schedule import describe
 
     overrides = list(set_) + ([f"train.seed={seed}"] if seed is not None else [])
     loaded = load_spec(spec, overrides=overrides)
-    if loaded.train is None:
-        raise GraphnetError("the spec has no `train:` section", file=str(spec), path="train",
-                            hint="add one, see specs/mnist-mlp.yaml")
-    cfg = loaded.train
+    cfg = train_section(loaded)
     output = check_output(out or cfg.output or f"runs/{loaded.name}.gnm", overwrite)
     started = time.perf_counter()
     graph, roles, data = prepare(loaded, data_dir)

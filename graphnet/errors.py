@@ -31,14 +31,6 @@ class GraphnetError(Exception):
         self.line = line
         self.hint = hint
 
-    def located(self, *, file: str | None = None, line: int | None = None) -> "GraphnetError":
-        """Fill in the file and line where they are not known yet; returns self."""
-        if self.file is None:
-            self.file = file
-        if self.line is None:
-            self.line = line
-        return self
-
     def __str__(self) -> str:
         where = ""
         if self.file is not None:

@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .errors import GradientError, GraphnetError, OpError, TrainingError
+from .errors import GradientError, GraphnetError, OpError, TrainingError, did_you_mean
 from .graph import Graph, Node, group_inputs
 from .op import Context
 
@@ -72,7 +72,7 @@ class Executor:
                 if name not in self.graph.nodes:
                     raise GraphnetError(
                         f"'{name}' is not a node of graph '{self.graph.spec.name}'",
-                        hint="known nodes: " + ", ".join(self.graph.nodes),
+                        hint=did_you_mean(name, self.graph.nodes, "known nodes"),
                     )
             needed = set(outputs)
             for name in reversed(self.graph.order):  # walk back from the outputs

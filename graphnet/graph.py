@@ -17,11 +17,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from .errors import GraphnetError, OpError, ShapeError, did_you_mean, first_to_report
-from .op import Op, Param
+from .op import Op, Param, Shape
 from .registry import Registry, default_registry
 from .spec import Spec
-
-Shape = tuple[int, ...]
 
 
 @dataclass

@@ -50,6 +50,12 @@ def _fan_out(shape: Shape) -> int:
     return int(shape[-1]) if shape else 1
 
 
+def _glorot_uniform(rng: np.random.Generator, shape: Shape, dtype: np.dtype) -> np.ndarray:
+    # Glorot & Bengio 2010: U(-a, a), a = sqrt(6 / (fan_in + fan_out))
+    limit = np.sqrt(6.0 / (_fan_in(shape) + _fan_out(shape)))
+    return rng.uniform(-limit, limit, shape).astype(dtype)
+
+
 INITIALIZERS: dict[str, Callable[[np.random.Generator, Shape, np.dtype], np.ndarray]] = {
     "zeros": lambda rng, shape, dtype: np.zeros(shape, dtype),
     "ones": lambda rng, shape, dtype: np.ones(shape, dtype),
@@ -57,12 +63,7 @@ INITIALIZERS: dict[str, Callable[[np.random.Generator, Shape, np.dtype], np.ndar
     "he_normal": lambda rng, shape, dtype: (
         rng.standard_normal(shape) * np.sqrt(2.0 / _fan_in(shape))
     ).astype(dtype),
-    # Glorot & Bengio 2010: U(-a, a), a = sqrt(6 / (fan_in + fan_out))
-    "glorot_uniform": lambda rng, shape, dtype: rng.uniform(
-        -np.sqrt(6.0 / (_fan_in(shape) + _fan_out(shape))),
-        np.sqrt(6.0 / (_fan_in(shape) + _fan_out(shape))),
-        shape,
-    ).astype(dtype),
+    "glorot_uniform": _glorot_uniform,
     # LeCun: N(0, 1 / fan_in), for tanh/sigmoid nets
     "lecun_normal": lambda rng, shape, dtype: (
         rng.standard_normal(shape) * np.sqrt(1.0 / _fan_in(shape))

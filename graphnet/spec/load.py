@@ -17,8 +17,8 @@ import yaml
 from pydantic import BaseModel, Tag, ValidationError
 
 from ..errors import SpecError, closest, did_you_mean, first_to_report
-from .models import Spec, SpecRule, dotted
-from .overrides import apply_override, override_for
+from .models import Spec, SpecRule, dotted, place
+from .overrides import apply_override
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
@@ -192,16 +192,6 @@ def _line_map(text: str, file: str | None) -> dict[str, int]:
     return lines
 
 
-def _line_at(lines: dict[str, int], path: tuple) -> int | None:
-    parts = [str(part) for part in path]
-    while parts:
-        line = lines.get(".".join(parts))
-        if line is not None:
-            return line
-        parts.pop()
-    return None
-
-
 # ----------------------------------------------------------------------------------------------
 # pydantic's errors -> one located SpecError
 # ----------------------------------------------------------------------------------------------
@@ -238,12 +228,10 @@ def _spec_error_from_pydantic(
     others = len(errors) - uncounted
     if others > 0:
         message += f" (+{others} more error{'s' if others > 1 else ''})"
-    where = dotted(path)
+    error = SpecError(message, path=dotted(path) or "<top>", hint=hint)
     # An error in a value that came from --set is reported against the --set, not the file.
-    item = override_for(where, overrides, lines)
-    if item is not None:
-        return SpecError(message, path=where or "<top>", file=f"--set {item}", hint=hint)
-    return SpecError(message, path=where or "<top>", file=file, line=_line_at(lines, path), hint=hint)
+    place(error, path, file, lines, overrides)
+    return error
 
 
 def _is_misspelling(extra: dict, errors: list[dict]) -> bool:

@@ -392,17 +392,6 @@ class Spec(StrictModel):
     def file(self) -> str | None:
         return self._file
 
-    def line_of(self, path: tuple | str) -> int | None:
-        """The line of the deepest key along ``path`` that the file has (a tuple or dotted)."""
-        where = path if isinstance(path, str) else dotted(path)
-        parts = where.split(".") if where else []
-        while parts:
-            line = self._lines.get(".".join(parts))
-            if line is not None:
-                return line
-            parts.pop()
-        return None
-
     def source_path(self, path: tuple) -> tuple:
         """Where in the file ``path`` comes from: a node made by the `layers:` shorthand comes
         from `layers` (for its line, and for the --set that changed it)."""
@@ -417,7 +406,7 @@ class Spec(StrictModel):
     def error(self, path: tuple, message: str, hint: str | None = None, cls=SpecError) -> SpecError:
         """A located error at ``path`` (a tuple such as ("nodes", "fc2", "inputs", "x"))."""
         error = cls(message, path=dotted(path), hint=hint)
-        self._place(error, tuple(path))
+        place(error, self.source_path(path), self._file, self._lines, self._overrides)
         return error
 
     def locate(self, error: GraphnetError) -> GraphnetError:
@@ -432,18 +421,8 @@ class Spec(StrictModel):
         if error.file is not None or not error.path:
             return error
         parts = tuple(int(p) if p.isdigit() else p for p in error.path.split("."))
-        self._place(error, parts)
+        place(error, self.source_path(parts), self._file, self._lines, self._overrides)
         return error
-
-    def _place(self, error: GraphnetError, path: tuple) -> None:
-        source = dotted(self.source_path(path))
-        item = override_for(source, self._overrides, self._lines)
-        if item is not None:
-            error.file, error.line = f"--set {item}", None
-        else:
-            error.file = self._file
-            if error.line is None:
-                error.line = self.line_of(source)
 
     # -- canonical form ---------------------------------------------------------------------
 
@@ -465,6 +444,23 @@ class Spec(StrictModel):
 
 def dotted(path: tuple) -> str:
     return ".".join(str(part) for part in path)
+
+
+def place(
+    error: GraphnetError, path: tuple, file: str | None, lines: dict[str, int], overrides: list[str]
+) -> None:
+    """Say where ``error``, about the value at spec ``path``, comes from: the ``--set`` that set
+    it (``override_for``), else ``file`` and, unless the error knows its line already, the line
+    of the deepest key along ``path`` that ``lines`` (dotted path -> line) has."""
+    item = override_for(dotted(path), overrides, lines)
+    if item is not None:
+        error.file, error.line = f"--set {item}", None
+        return
+    error.file = file
+    parts = [str(part) for part in path]
+    while error.line is None and parts:  # the deepest key along path that the file has
+        error.line = lines.get(".".join(parts))
+        parts.pop()
 
 
 def expand_layers(layers: LayersSpec) -> dict[str, NodeSpec]:

@@ -36,32 +36,24 @@ def apply_override(data: dict, item: str, file: str | None = None) -> None:
         value = raw
     parts = key.split(".")
     node: Any = data
-    for i, part in enumerate(parts[:-1]):
+    for i, part in enumerate(parts):
         where = ".".join(parts[: i + 1])
         if isinstance(node, list):
-            node = node[_list_index(node, part, where, item)]
-            continue
-        if not isinstance(node, dict):
+            slot: Any = _list_index(node, part, where, item)
+        elif isinstance(node, dict):
+            slot = part
+        else:
             raise SpecError(
                 f"--set {item!r}: '{'.'.join(parts[:i])}' is a {type(node).__name__}, not a mapping",
                 path=where,
                 hint="check the path",
             )
-        if node.get(part) is None:
-            node[part] = {}
-        node = node[part]
-    last = parts[-1]
-    if isinstance(node, list):
-        index = _list_index(node, last, key, item)
-        node[index] = value
-    elif isinstance(node, dict):
-        node[last] = value
-    else:
-        raise SpecError(
-            f"--set {item!r}: '{'.'.join(parts[:-1])}' is a {type(node).__name__}, not a mapping",
-            path=key,
-            hint="check the path",
-        )
+        if i == len(parts) - 1:
+            node[slot] = value
+            return
+        if isinstance(node, dict) and node.get(slot) is None:
+            node[slot] = {}
+        node = node[slot]
 
 
 def _list_index(node: list, part: str, where: str, item: str) -> int:

@@ -21,7 +21,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from ..errors import DataError, GraphnetError, SpecError, TrainingError
+from ..errors import DataError, GraphnetError, SpecError, TrainingError, did_you_mean
 from ..graph import Graph, build_graph
 from ..model import Model
 from ..spec import Spec, TrainSpec
@@ -109,7 +109,7 @@ def resolve_roles(graph: Graph, train: TrainSpec) -> Roles:
     spec = graph.spec
     if train.loss not in graph.nodes:
         raise spec.error(("train", "loss"), f"loss node '{train.loss}' is not a node",
-                         hint="known nodes: " + ", ".join(graph.nodes))
+                         hint=did_you_mean(train.loss, graph.nodes, "known nodes"))
     loss_node = graph.nodes[train.loss]
     if not loss_node.op.reduces_batch:
         raise spec.error(("train", "loss"), f"node '{train.loss}' (op {loss_node.op.name}) is not a loss",
@@ -117,7 +117,7 @@ def resolve_roles(graph: Graph, train: TrainSpec) -> Roles:
     predict = train.predict or loss_node.edges[0].source
     if predict not in graph.nodes:
         raise spec.error(("train", "predict"), f"'{predict}' is not a node",
-                         hint="known nodes: " + ", ".join(graph.nodes))
+                         hint=did_you_mean(predict, graph.nodes, "known nodes"))
     inputs = list(graph.inputs)
     floats = [n for n in inputs if graph.input_dtypes[n].startswith("float")]
     x = train.data.x or (floats[0] if floats else inputs[0])
@@ -173,19 +173,25 @@ def evaluate(model: Model, split: Split, roles: Roles, batch_size: int = EVAL_BA
     return {"loss": total_loss / n, "error": wrong / n, "accuracy": 1 - wrong / n}
 
 
+def train_section(spec: Spec) -> TrainSpec:
+    """The spec's ``train:`` section; an error when it has none."""
+    if spec.train is None:
+        raise SpecError("the spec has no `train:` section", path="train", file=spec.file,
+                        hint="add one, see specs/mnist-mlp.yaml")
+    return spec.train
+
+
 def prepare(spec: Spec, data_dir: str | None = None, spec_dir: Path | None = None) -> tuple[Graph, Roles, Data]:
     """Everything checked and loaded before the first step: graph, roles, data.
 
     Relative data paths in the spec are resolved against ``spec_dir`` (default: the folder of
     the spec file)."""
-    if spec.train is None:
-        raise SpecError("the spec has no `train:` section", path="train", file=spec.file,
-                        hint="add one (see specs/mnist-mlp.yaml)")
+    cfg = train_section(spec)
     graph = build_graph(spec)
-    roles = resolve_roles(graph, spec.train)
+    roles = resolve_roles(graph, cfg)
     try:
         data = load_data(
-            spec.train.data,
+            cfg.data,
             (roles.x, spec.inputs[roles.x]),
             (roles.y, spec.inputs[roles.y]),
             data_dir=data_dir,
@@ -211,8 +217,7 @@ def train(
     metrics). Ctrl-C stops after the current step; the best parameters so far are checkpointed
     unless no epoch had finished."""
     graph, roles, data = prepared or prepare(spec, data_dir)
-    cfg = spec.train
-    assert cfg is not None  # checked by prepare
+    cfg = train_section(spec)
     progress = progress or Silent()
     save = checkpoint or (lambda model, log, metrics: None)
     model = Model(graph, seed=cfg.seed)

@@ -60,10 +60,7 @@ def read_npz_dataset(spec: DataSpec, spec_dir: Path) -> tuple[Split, Split, Path
             hint="set train.data.path: data.npz (relative to the spec file)",
         )
     file = resolve(spec.path, spec_dir)
-    keys = spec.keys or {}
-    names = {role: keys.get(role, role) for role in NPZ_ROLES}
-    arrays = _load_npz(file, names, "train.data.path", renamed=bool(keys))
-    origin = {role: f"array '{names[role]}' of {file}" for role in NPZ_ROLES}
+    arrays, origin = _load_npz(file, NPZ_ROLES, spec.keys, "train.data.path")
     train = pair(arrays, "x_train", "y_train", origin, "train.data.path")
     test = pair(arrays, "x_test", "y_test", origin, "train.data.path")
     return train, test, file
@@ -73,18 +70,19 @@ def read_validation_file(validation: ValidationFile, spec: DataSpec, spec_dir: P
     """The validation set of ``validation: {file: ...}``: arrays x_val and y_val (or the names
     in ``keys:``)."""
     file = resolve(validation.file, spec_dir)
-    keys = spec.keys or {}
-    names = {role: keys.get(role, role) for role in VAL_ROLES}
     where = "train.data.validation.file"
-    arrays = _load_npz(file, names, where, renamed=any(role in keys for role in VAL_ROLES))
-    origin = {role: f"array '{names[role]}' of {file}" for role in VAL_ROLES}
+    arrays, origin = _load_npz(file, VAL_ROLES, spec.keys, where)
     return pair(arrays, "x_val", "y_val", origin, where)
 
 
 def _load_npz(
-    file: Path, names: dict[str, str], where: str, renamed: bool
-) -> dict[str, np.ndarray]:
-    """role -> array, read from the .npz ``file`` without ever unpickling."""
+    file: Path, roles: tuple[str, ...], keys: dict[str, str] | None, where: str
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """role -> array, read from the .npz ``file`` without ever unpickling (the array named
+    ``keys[role]``, else ``role``); and role -> where the array came from, for messages."""
+    keys = keys or {}
+    names = {role: keys.get(role, role) for role in roles}
+    renamed = any(role in keys for role in roles)
     try:
         handle = open(file, "rb")
     except OSError as error:
@@ -107,7 +105,9 @@ def _load_npz(
                 + ", ".join(f"{role}: NAME" for role in names)
                 + "}",
             )
-        return {role: _npz_array(archive, name, file, where) for role, name in names.items()}
+        arrays = {role: _npz_array(archive, name, file, where) for role, name in names.items()}
+    origin = {role: f"array '{name}' of {file}" for role, name in names.items()}
+    return arrays, origin
 
 
 def _open_npz(handle, file: Path, where: str):
