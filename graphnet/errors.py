@@ -23,6 +23,7 @@ class GraphnetError(Exception):
         file: str | None = None,
         line: int | None = None,
         hint: str | None = None,
+        more: list["GraphnetError"] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -30,6 +31,12 @@ class GraphnetError(Exception):
         self.file = file
         self.line = line
         self.hint = hint
+        # further errors found in the same pass over the same input (all reported at once)
+        self.more: list[GraphnetError] = list(more or [])
+
+    def all(self) -> list["GraphnetError"]:
+        """This error and the others found with it, in the order found."""
+        return [self, *self.more]
 
     def __str__(self) -> str:
         where = ""
@@ -46,6 +53,21 @@ class GraphnetError(Exception):
         if self.hint:
             text += f" ({self.hint})"
         return text
+
+
+MAX_REPORTED = 20  # errors of one input reported at once; the rest are counted
+
+
+def raise_all(errors: list[GraphnetError]) -> None:
+    """Raise the first of ``errors`` carrying the others (up to ``MAX_REPORTED`` in all, plus one
+    line counting the rest) in ``more``; do nothing when the list is empty."""
+    if not errors:
+        return
+    first, rest = errors[0], list(errors[1:MAX_REPORTED])
+    if len(errors) > MAX_REPORTED:
+        rest.append(type(first)(f"... and {len(errors) - MAX_REPORTED} more errors", file=first.file))
+    first.more = rest
+    raise first
 
 
 class SpecError(GraphnetError):

@@ -1,171 +1,17 @@
-"""The ``graphnet`` command line: thin typer commands that parse, call the library, print.
-
-Every command reports a bad input as one line on stderr (``graphnet: error: <file>:<line>: <path>:
-<what> (<how to fix>)``) and exits 1; ``--debug`` shows the traceback as well. Importing this
-module imports no op: ops load when a command needs them.
-"""
+"""Commands that train and score: ``run`` and ``eval``, with the progress display and the
+end-of-run table."""
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
-from . import __version__
-from .errors import GraphnetError
-
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    help="Declare, train and ship neural networks on plain numpy.",
-)
-_state = {"debug": False}
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"graphnet {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _main(
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                 help="Print the version and exit."),
-) -> None:
-    _state["debug"] = debug
-
-
-def main() -> None:
-    """Console-script entry point. Every failure is one line on stderr: a GraphnetError exits 1,
-    a command-line usage error exits 2, Ctrl-C exits 130; ``--debug`` adds the traceback."""
-    try:
-        code = app(standalone_mode=False)
-    except GraphnetError as error:
-        _report(f"error: {error}")
-        sys.exit(1)
-    except (KeyboardInterrupt, typer.Abort):
-        _report("interrupted")
-        sys.exit(130)
-    except Exception as error:
-        if _is_usage_error(error):
-            command = getattr(getattr(error, "ctx", None), "command_path", "graphnet")
-            if error.format_message():  # empty when the help was shown for a bare `graphnet`
-                _report(f"error: {error.format_message()} (see '{command} --help')")
-            sys.exit(error.exit_code)
-        _report(f"internal error: {type(error).__name__}: {error} (rerun with --debug for the traceback)")
-        sys.exit(2)
-    sys.exit(code or 0)
-
-
-def _report(message: str) -> None:
-    if _state["debug"]:
-        traceback.print_exc()
-    typer.echo(f"graphnet: {message}", err=True)
-
-
-def _is_usage_error(error: Exception) -> bool:
-    # typer bundles its own copy of click; recognise click's exceptions by what they offer.
-    return hasattr(error, "format_message") and isinstance(getattr(error, "exit_code", None), int)
-
-
-# ----------------------------------------------------------------------------------------------
-# validate, schema, ops, gradcheck
-# ----------------------------------------------------------------------------------------------
-
-
-@app.command()
-def validate(
-    spec: Path = typer.Argument(..., help="Spec file (YAML or JSON)."),
-    set_: list[str] = typer.Option([], "--set", help="Override a field: PATH=VALUE (repeatable)."),
-) -> None:
-    """Check a spec (structure, ops, roles, attributes, references, cycles, shapes) without running it."""
-    from .graph import build_graph
-    from .spec import load_spec
-
-    graph = build_graph(load_spec(spec, overrides=set_))
-    if graph.spec.train is not None:
-        from .train.loop import resolve_roles
-
-        resolve_roles(graph, graph.spec.train)
-    typer.echo(f"{spec}: ok — graph '{graph.spec.name}', {len(graph.nodes)} nodes, {graph.param_count():,} parameters")
-    for name, node in graph.nodes.items():
-        sources = ", ".join(f"{e.role}={e.source}" for e in node.edges)
-        typer.echo(f"  {name:<14} {node.op.name:<22} ({sources}) -> {list(node.shape)}")
-
-
-@app.command()
-def schema() -> None:
-    """Print the JSON Schema of the spec format, with every registered op's attributes."""
-    from .schema import spec_json_schema
-
-    typer.echo(json.dumps(spec_json_schema(), indent=2))
-
-
-@app.command()
-def ops(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
-    """List the registered ops: roles, attributes with defaults, version, distribution, doc."""
-    from .schema import describe_ops
-
-    described, problems = describe_ops()
-    if as_json:
-        typer.echo(json.dumps({"ops": described, "problems": problems}, indent=2))
-    else:
-        for item in described:
-            attrs = ", ".join(
-                f"{a['name']}" + ("" if a["required"] else f"={a['default']!r}") for a in item["attributes"]
-            )
-            params = ", ".join(item["params"]) or "-"
-            typer.echo(f"{item['name']} v{item['version']}  [{item['distribution']}]")
-            typer.echo(f"    {item['summary']}")
-            typer.echo(f"    inputs: {', '.join(item['inputs'])}   params: {params}   attrs: {attrs or '-'}")
-    for name, message in problems.items():
-        typer.echo(f"graphnet: error: {message}", err=True)
-    if problems:
-        raise typer.Exit(1)
-
-
-@app.command()
-def gradcheck(
-    spec: Optional[Path] = typer.Option(None, "--spec", help="Check a whole graph end to end instead."),
-    op: list[str] = typer.Option([], "--op", help="Check only these ops (repeatable)."),
-) -> None:
-    """Finite-difference gradient check (float64) of every registered op, or of a spec's graph."""
-    from . import gradcheck as gc
-
-    if spec is not None:
-        from .graph import build_graph
-        from .spec import load_spec
-
-        results = [gc.check_graph(build_graph(load_spec(spec)))]
-    else:
-        results = gc.check_registry(names=op or None)
-    failures: list[str] = []
-    typer.echo(f"{'target':<24} {'input/param':<14} {'max rel err':>11} {'checked':>8} {'kinks':>6}")
-    for result in results:
-        if result.error:
-            typer.echo(f"{result.target:<24} {'-':<14} {'ERROR':>11}")
-        for role in result.roles.values():
-            mark = "" if role.ok else "  FAIL"
-            typer.echo(f"{result.target:<24} {role.name:<14} {role.worst:>11.2e} {role.checked:>8} {role.skipped:>6}{mark}")
-        failures.extend(result.failures())
-    if failures:
-        for failure in failures:
-            typer.echo(f"graphnet: gradcheck failed: {failure}", err=True)
-        raise typer.Exit(1)
-    typer.echo(f"ok: {len(results)} checked, tolerance {gc.TOLERANCE:.0e}")
-
-
-# ----------------------------------------------------------------------------------------------
-# run and eval
-# ----------------------------------------------------------------------------------------------
+from ..errors import GraphnetError
+from .app import app
 
 
 @app.command()
@@ -178,10 +24,10 @@ def run(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing model file."),
 ) -> None:
     """Train a spec, evaluate on the test set, and write a model file."""
-    from .modelfile import check_output, save_model
-    from .spec import load_spec
-    from .train.loop import prepare, train, train_section
-    from .train.schedule import describe
+    from ..modelfile import check_output, save_model
+    from ..spec import load_spec
+    from ..train.loop import prepare, train, train_section
+    from ..train.schedule import describe
 
     overrides = list(set_) + ([f"train.seed={seed}"] if seed is not None else [])
     loaded = load_spec(spec, overrides=overrides)
@@ -222,8 +68,8 @@ def eval_(
     split: str = typer.Option("test", "--split", help="test or val."),
 ) -> None:
     """Evaluate a model file on its dataset's test (or validation) split, from the file alone."""
-    from .modelfile import load_model
-    from .train.loop import evaluate, prepare
+    from ..modelfile import load_model
+    from ..train.loop import evaluate, prepare
 
     if split not in ("test", "val"):
         raise GraphnetError(f"--split must be 'test' or 'val', received {split!r}", hint="use --split test")
@@ -357,7 +203,3 @@ def _print_summary(result: Any, output: Path, seconds: float, metrics: list[str]
         f"accuracy {test['accuracy'] * 100:.2f}%", highlight=False,
     )
     console.print(f"model file: {output}   total {seconds:.1f}s", highlight=False)
-
-
-if __name__ == "__main__":
-    main()
