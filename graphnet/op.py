@@ -33,6 +33,11 @@ from pydantic import BaseModel, ConfigDict
 
 Shape = tuple[int, ...]
 
+# The largest size an op attribute may give one axis (units, a reshape entry): far beyond any real
+# layer, small enough that sizes multiplied together stay exact in int64. Use it as
+# ``Field(gt=0, le=MAX_DIM)``; the memory a whole model needs is checked separately.
+MAX_DIM = 1 << 24
+
 
 class OpAttrs(BaseModel):
     """Base of every op's attributes model: unknown attributes are errors, values are frozen."""

@@ -10,7 +10,7 @@ from ..op import Op, OpAttrs
 
 
 class ConcatAttrs(OpAttrs):
-    axis: int = Field(-1, description="per-sample axis to join along (no batch axis); negative "
+    axis: int = Field(-1, ge=-64, le=63, description="per-sample axis to join along (no batch axis); negative "
                                       "counts from the end")
 
 

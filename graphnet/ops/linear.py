@@ -7,14 +7,14 @@ from typing import Literal
 from pydantic import Field
 
 from ..errors import ShapeError
-from ..op import Op, OpAttrs, Param
+from ..op import MAX_DIM, Op, OpAttrs, Param
 
 
 class LinearAttrs(OpAttrs):
-    units: int = Field(gt=0, description="number of output features")
+    units: int = Field(gt=0, le=MAX_DIM, description="number of output features")
     bias: bool = Field(True, description="add a learned bias b")
     in_features: int | None = Field(
-        None, gt=0, description="expected input features; checked when the spec loads"
+        None, gt=0, le=MAX_DIM, description="expected input features; checked when the spec loads"
     )
     init: Literal["he_normal", "glorot_uniform", "lecun_normal", "zeros"] = Field(
         "he_normal", description="initializer of W (b starts at zero)"

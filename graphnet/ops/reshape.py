@@ -7,7 +7,7 @@ import math
 from pydantic import Field, field_validator
 
 from ..errors import ShapeError
-from ..op import Op, OpAttrs
+from ..op import MAX_DIM, Op, OpAttrs
 
 
 class ReshapeAttrs(OpAttrs):
@@ -20,6 +20,8 @@ class ReshapeAttrs(OpAttrs):
     def _check_entries(cls, shape: list[int]) -> list[int]:
         if any(size < 1 and size != -1 for size in shape):
             raise ValueError(f"entries must be positive or -1, got {shape}")
+        if any(size > MAX_DIM for size in shape):
+            raise ValueError(f"entries must be at most {MAX_DIM:,}, got {shape}")
         if shape.count(-1) > 1:
             raise ValueError(f"at most one entry may be -1, got {shape}")
         return shape
