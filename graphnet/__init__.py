@@ -17,6 +17,9 @@ except importlib.metadata.PackageNotFoundError:  # a source tree that was never 
 from .errors import GraphnetError
 from .graph import build_graph
 from .model import Model
+from .registry import register_op
 from .spec import Spec, load_spec, parse_spec
 
-__all__ = ["GraphnetError", "Model", "Spec", "build_graph", "load_spec", "parse_spec", "__version__"]
+__all__ = [
+    "GraphnetError", "Model", "Spec", "build_graph", "load_spec", "parse_spec", "register_op", "__version__",
+]

@@ -1,13 +1,20 @@
 """The graph executor: forward over the topological order, backward over it in reverse.
 
-The plan (which nodes run, in which order, which gradients they owe, which graph inputs they
-read) is computed once per set of requested outputs and reused; so is, per set of seeds, the list
-of nodes whose backward runs. Forward keeps each node's output and what its op saved for backward,
-and checks each output's shape and dtype against the node's shape rule. Backward seeds the loss
-with 1, walks the plan in reverse, asks each op only for the gradients that are needed (never for
-labels or data inputs), *adds* the contributions of a node that feeds several consumers, and
-checks every gradient an op returns (present, shape, dtype), naming the node and op when one is
-wrong. It never writes into an array an op returned or received as ``dy``.
+The executor holds no state of its own between calls. ``forward`` returns a :class:`Tape`: the
+plan it ran, each node's output and what its op saved for backward; ``backward`` takes that tape,
+so a backward always belongs to the forward that made its tape, however many forwards ran in
+between. Op state (batch norm's running statistics) is read from the ``state`` the caller passes
+and never written: a training forward records the ops' new values in ``tape.updates`` and the
+caller (the model) decides to keep them. The only thing kept is a cache of plans (which nodes run, in which order, which gradients
+they owe, which graph inputs they read), computed once per set of requested outputs and, per set
+of seeds, the list of nodes whose backward runs: pure functions of the graph.
+
+Forward reads only the graph inputs the requested outputs depend on, and checks each output's
+shape and dtype against the node's shape rule. Backward seeds the loss with 1, walks the plan in
+reverse, asks each op only for the gradients that are needed (never for labels or data inputs),
+*adds* the contributions of a node that feeds several consumers, and checks every gradient an op
+returns (present, shape, dtype), naming the node and op when one is wrong. It never writes into an
+array an op returned or received as ``dy``.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .errors import GradientError, GraphnetError, OpError, TrainingError, did_you_mean
+from .errors import GradientError, GraphnetError, OpError, TrainingError, did_you_mean, listed
 from .graph import Graph, Node, group_inputs
 from .op import Context
 
@@ -52,16 +59,27 @@ class Plan:
     backward: dict[frozenset[str], BackwardPlan] = field(default_factory=dict)
 
 
+@dataclass(eq=False)
+class Tape:
+    """What one forward pass leaves for its backward: the plan it ran, the outputs it was asked
+    for, every value it computed (node outputs and the batch inputs it read, by name) and what
+    each op saved. It belongs to that forward alone."""
+
+    plan: Plan
+    outputs: tuple[str, ...]
+    values: dict[str, np.ndarray]
+    saved: dict[str, Any]
+    training: bool
+    updates: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # node -> state -> new
+
+
 class Executor:
     """Runs a graph's forward and backward passes on batches (dicts of arrays)."""
 
     def __init__(self, graph: Graph, dtype: np.dtype) -> None:
         self.graph = graph
         self.dtype = np.dtype(dtype)
-        self._plans: dict[tuple[str, ...], Plan] = {}
-        self.values: dict[str, np.ndarray] = {}
-        self.saved: dict[str, Any] = {}
-        self._last_plan: Plan | None = None
+        self._plans: dict[tuple[str, ...], Plan] = {}  # a cache: plans depend on the graph only
 
     # -- planning ---------------------------------------------------------------------------
 
@@ -129,19 +147,27 @@ class Executor:
         seed: int = 0,
         step: int = 0,
         check_finite: bool = False,
-    ) -> dict[str, np.ndarray]:
-        """Compute ``outputs`` for ``batch``. ``params[node][param]`` are the node parameters."""
+        state: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+    ) -> Tape:
+        """Compute ``outputs`` for ``batch``; ``params[node][param]`` are the node parameters and
+        ``state[node][name]`` the ops' state (``ctx.state``).
+
+        Returns the tape (``tape.values[name]`` for each output) that ``backward`` needs; in
+        training, ``tape.updates[node][name]`` holds the new state values the ops gave."""
         plan = self.plan(outputs)
-        values, batch_size = self._batch_inputs(batch, plan.inputs)
-        self.saved = {}
+        values, batch_size = self._batch_inputs(batch, plan.inputs, outputs)
+        saved: dict[str, Any] = {}
+        updates: dict[str, dict[str, np.ndarray]] = {}
+        state = state or {}
         for item in plan.steps:
             node = item.node
             arrays = group_inputs(node, values.__getitem__)
             arrays.update(params.get(node.name, {}))
             # the generator is built only if the op draws (dropout): building one costs ~20 us
-            ctx = Context(training, dtype=self.dtype, seed=[seed, step, item.index])
+            current = state.get(node.name)
+            ctx = Context(training, dtype=self.dtype, seed=[seed, step, item.index], state=current)
             try:
-                out, saved = node.op.forward(node.attrs, ctx, **arrays)
+                out, kept = node.op.forward(node.attrs, ctx, **arrays)
             except GraphnetError:
                 raise
             except Exception as error:
@@ -156,23 +182,49 @@ class Executor:
                     path=f"nodes.{node.name}",
                 )
             values[node.name] = out
-            self.saved[node.name] = saved
-        self.values = values
-        self._last_plan = plan
-        return {name: values[name] for name in outputs}
+            saved[node.name] = kept
+            if ctx.updates:
+                self._check_updates(node, ctx.updates, current or {})
+                updates[node.name] = ctx.updates
+        return Tape(plan, outputs, values, saved, training, updates)
+
+    def _check_updates(self, node: Node, updates: dict[str, Any], current: Mapping[str, np.ndarray]) -> None:
+        """Each new state value an op gives must be state it declares, of the shape and dtype of
+        the current value (when the caller passed one)."""
+        where = f"op '{node.op.name}' (node '{node.name}')"
+        declared = [entry.name for entry in node.op.active_state(node.attrs)]
+        for name, value in updates.items():
+            if name not in declared:
+                known = ", ".join(f"'{n}'" for n in declared) or "none"
+                raise OpError(
+                    f"{where} set state '{name}', which it does not declare (its state: {known})",
+                    path=f"nodes.{node.name}",
+                    hint="declare it in the op's `state = (State(...),)` or fix the name",
+                )
+            expected = current.get(name)
+            if expected is None:
+                continue  # called without state (a bare executor): nothing to compare with
+            if not (isinstance(value, np.ndarray) and value.shape == expected.shape
+                    and value.dtype == expected.dtype):
+                got = (f"a {value.dtype} array of shape {list(value.shape)}"
+                       if isinstance(value, np.ndarray) else f"a {type(value).__name__}")
+                raise OpError(
+                    f"{where} set state '{name}' to {got}, expected a {expected.dtype} array of "
+                    f"shape {list(expected.shape)}",
+                    path=f"nodes.{node.name}",
+                    hint="keep state in the model dtype and its declared shape",
+                )
 
     def _batch_inputs(
-        self, batch: Mapping[str, np.ndarray], names: list[str]
+        self, batch: Mapping[str, np.ndarray], names: list[str], outputs: tuple[str, ...]
     ) -> tuple[dict[str, np.ndarray], int | None]:
         """The batch arrays the plan reads (floats cast to the model dtype) and the batch size
         (None when the plan reads no input)."""
+        missing = [name for name in names if name not in batch]
+        if missing:
+            raise self._missing_inputs(batch, missing, outputs)
         arrays = {}
         for name in names:
-            if name not in batch:
-                raise GraphnetError(
-                    f"the batch has no array for input '{name}'",
-                    hint="batch keys: " + (", ".join(batch) or "none") + f"; inputs: {', '.join(self.graph.inputs)}",
-                )
             array = np.asarray(batch[name])
             expected = self.graph.inputs[name]
             if tuple(array.shape[1:]) != expected:
@@ -189,6 +241,26 @@ class Executor:
         if len(sizes) > 1:
             raise GraphnetError(f"batch arrays have different lengths: {sorted(sizes)}")
         return arrays, (sizes.pop() if sizes else None)
+
+    def _missing_inputs(
+        self, batch: Mapping[str, np.ndarray], missing: list[str], outputs: tuple[str, ...]
+    ) -> GraphnetError:
+        """The batch lacks inputs the requested outputs need: say which outputs need them and
+        which of the requested outputs the given arrays suffice for."""
+        needs = {name: set(self.plan((name,)).inputs) for name in outputs}
+        needing = [name for name in outputs if needs[name].intersection(missing)]
+        computable = [name for name in outputs if not needs[name].intersection(missing)]
+        quoted = ", ".join(f"'{name}'" for name in missing)
+        what = f"input {quoted}" if len(missing) == 1 else f"inputs {quoted}"
+        whose = ", ".join(f"'{name}'" for name in needing)
+        need = f"output {whose} needs" if len(needing) == 1 else f"outputs {whose} need"
+        given = listed([str(key) for key in batch]) or "none"
+        if computable:
+            hint = (f"batch keys: {given}; give the missing arrays, or compute only what the batch "
+                    f"allows with outputs={computable!r}")
+        else:
+            hint = f"batch keys: {given}; give the missing arrays, or ask for other outputs=[...]"
+        return GraphnetError(f"the batch has no array for {what}, which {need}", hint=hint)
 
     def _check_output(self, node: Node, out: Any, batch_size: int | None) -> None:
         """A forward output must be an array of the model dtype and of shape (N, *node.shape),
@@ -224,29 +296,29 @@ class Executor:
 
     def backward(
         self,
+        tape: Tape,
         seeds: Mapping[str, np.ndarray],
         write_param_grad: Callable[[str, str, np.ndarray], None],
         *,
         check_finite: bool = False,
     ) -> BackwardPlan:
-        """Backpropagate from ``seeds`` (node -> gradient of the objective wrt its output).
+        """Backpropagate through the forward that made ``tape``, from ``seeds`` (node -> gradient
+        of the objective wrt its output; each must be a node that forward computed).
 
         Parameter gradients are handed to ``write_param_grad(node, param, grad)``; gradients wrt
         graph inputs are never computed. ``check_finite`` stops at the first non-finite gradient,
         naming the node (the training loop's NaN guard re-runs a failed step with it on).
         Returns the backward plan that ran (its ``params`` are the gradients written)."""
-        if self._last_plan is None:
-            raise GraphnetError("backward before any forward", hint="run forward first")
+        values = tape.values
         grads: dict[str, np.ndarray] = {}
         for name, seed in seeds.items():
-            value = self.values[name]
-            grads[name] = np.broadcast_to(np.asarray(seed, self.dtype), value.shape).copy()
-        backward_plan = self.backward_plan(self._last_plan, frozenset(seeds))
+            grads[name] = self._seed(tape, name, seed)
+        backward_plan = self.backward_plan(tape.plan, frozenset(seeds))
         for item in backward_plan.steps:
             node = item.node
             dy = grads.pop(node.name)
             try:
-                returned = node.op.backward(node.attrs, self.saved[node.name], dy, item.wants)
+                returned = node.op.backward(node.attrs, tape.saved[node.name], dy, item.wants)
             except GraphnetError:
                 raise
             except Exception as error:
@@ -269,7 +341,7 @@ class Executor:
                 g = returned[edge.role]
                 if edge.index is not None:
                     g = g[edge.index]
-                self._check_shape(node, edge.role, g, self.values[edge.source].shape, edge.index)
+                self._check_shape(node, edge.role, g, values[edge.source].shape, edge.index)
                 if check_finite and not np.all(np.isfinite(g)):
                     raise TrainingError(
                         f"gradient flowing from node '{node.name}' (op {node.op.name}) into "
@@ -285,6 +357,25 @@ class Executor:
                 else:
                     grads[edge.source] = g
         return backward_plan
+
+    def _seed(self, tape: Tape, name: str, seed: Any) -> np.ndarray:
+        """The gradient backward starts from at node ``name``: ``seed`` broadcast to its output."""
+        if name not in self.graph.nodes or name not in tape.values:
+            computed = ", ".join(tape.outputs)
+            raise GraphnetError(
+                f"cannot backpropagate from '{name}': this forward did not compute it "
+                f"(its outputs: {computed})",
+                hint=f"include '{name}' in forward(outputs=[...])",
+            )
+        value = tape.values[name]
+        try:
+            return np.broadcast_to(np.asarray(seed, self.dtype), value.shape).copy()
+        except ValueError:
+            raise GraphnetError(
+                f"the gradient given for '{name}' has shape {list(np.shape(seed))}, "
+                f"its output has shape {list(value.shape)}",
+                hint="give one gradient value per output value (or a scalar)",
+            ) from None
 
     def _check_returned(self, item: Step, returned: Any) -> None:
         node = item.node

@@ -1,15 +1,20 @@
 """Describing the spec format and the ops for tools: the JSON Schema of a spec (for editor
 autocompletion), with every registered op's attributes, and the op listing behind ``graphnet ops``.
+
+Both describe what is installed: the ops the registry can load (a plugin's as well as the
+built-ins), the `layers:` shorthand's choices among them, and, where an op cannot be loaded, the
+problem (a schema lists them in its ``$comment``; ``Registry.problems()`` has them as errors).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .errors import OpError
+from .graph import shorthand_misfit
 from .op import Op
 from .registry import Registry, default_registry
 from .spec import Spec
+from .spec.models import NO_OP
 
 
 def spec_json_schema(registry: Registry | None = None) -> dict[str, Any]:
@@ -19,11 +24,13 @@ def spec_json_schema(registry: Registry | None = None) -> dict[str, Any]:
     defs = schema.setdefault("$defs", {})
     node = defs["NodeSpec"]
     names, branches = [], []
+    usable: list[Op] = []
+    problems = registry.problems()
     for name in registry.names():
-        try:
-            op = registry.get(name)
-        except OpError:
-            continue  # `graphnet ops` reports broken plugins
+        if name in problems:
+            continue  # listed in $comment below; `graphnet ops` reports them too
+        op = registry.get(name)
+        usable.append(op)
         names.append(name)
         attrs = op.Attrs.model_json_schema(ref_template="#/$defs/{model}")
         defs.update(attrs.pop("$defs", {}))
@@ -37,6 +44,11 @@ def spec_json_schema(registry: Registry | None = None) -> dict[str, Any]:
         })
     node["properties"]["op"] = {"enum": names, "description": node["properties"]["op"].get("description", "")}
     node["allOf"] = branches
+    _shorthand_choices(defs["LayersSpec"]["properties"], usable)
+    if problems:
+        schema["$comment"] = "ops left out because they cannot be loaded: " + "; ".join(
+            str(error) for error in problems.values()
+        )
     # TrainSpec's `schedule` validator also takes a list of stages (piecewise) and a mapping
     # without `type` (constant), which pydantic's generated schema does not know about.
     train_props = defs["TrainSpec"]["properties"]
@@ -54,7 +66,21 @@ def spec_json_schema(registry: Registry | None = None) -> dict[str, Any]:
     return schema
 
 
-def describe_op(op: Op, distribution: str) -> dict[str, Any]:
+def _shorthand_choices(properties: dict[str, Any], ops: list[Op]) -> None:
+    """The `layers:` shorthand's activation, output activation and loss as the installed ops that
+    fit there (the same rule graph building applies)."""
+    for field_name in ("activation", "output_activation", "loss"):
+        choices = [op.name for op in ops if shorthand_misfit(op, field_name) is None]
+        if field_name != "activation":
+            choices.append(NO_OP)
+        before = properties[field_name]
+        properties[field_name] = {
+            "title": before.get("title", field_name), "description": before.get("description", ""),
+            "default": before.get("default"), "enum": choices,
+        }
+
+
+def describe_op(op: Op, distribution: str, versions: list[int] | None = None) -> dict[str, Any]:
     attributes = []
     for field_name, field in op.Attrs.model_fields.items():
         default = None if field.is_required() else field.get_default(call_default_factory=True)
@@ -67,6 +93,7 @@ def describe_op(op: Op, distribution: str) -> dict[str, Any]:
     return {
         "name": op.name,
         "version": op.version,
+        "versions": list(versions or [op.version]),
         "distribution": distribution,
         "inputs": list(op.inputs),
         "no_grad": list(op.no_grad),
@@ -83,7 +110,7 @@ def describe_ops(registry: Registry | None = None) -> tuple[list[dict[str, Any]]
     registry = registry or default_registry()
     problems = {name: str(error) for name, error in registry.problems().items()}
     described = [
-        describe_op(registry.get(name), registry.source(name).distribution)
+        describe_op(registry.get(name), registry.source(name).distribution, registry.versions(name))
         for name in registry.names()
         if name not in problems
     ]

@@ -1,13 +1,31 @@
-"""Shared fixtures: spec files in a temp dir, the CLI (in process and as a real process), and
-throwaway modules and distributions for registry/plugin tests."""
+"""Shared fixtures: spec files in a temp dir, the CLI (in process and as a real process),
+throwaway modules and distributions for registry/plugin tests, and the optional things some tests
+need: real images (MNIST or Fashion-MNIST) and PyTorch.
+
+Optional requirements. A test that needs real images asks for the ``real_images`` fixture (or
+``mnist`` / ``fashion_mnist`` for one dataset in particular); a test that compares against PyTorch
+carries the ``torch`` marker (tests/test_torch.py marks the whole module). Where the requirement
+is missing the test is skipped with a reason that names what would enable it. In CI the skips
+must not hide anything, so::
+
+    GRAPHNET_REQUIRE_DATA=1    a skipped data test is a failure
+    GRAPHNET_REQUIRE_TORCH=1   a skipped torch test is a failure
+
+Real images: MNIST from ``$GRAPHNET_DATA/mnist`` when that holds the four IDX files, otherwise
+Fashion-MNIST from Debian's ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``;
+``GRAPHNET_TEST_FASHION_DIR`` points the tests at another copy, or at an empty directory to see
+what a machine without it does).
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -135,3 +153,124 @@ def make_dist(tmp_path):
     yield make
     for module in made_modules:
         sys.modules.pop(module, None)
+
+
+# ----------------------------------------------------------------------------------------------
+# Optional requirements: real images and PyTorch (skipped without them, required in CI)
+# ----------------------------------------------------------------------------------------------
+
+# kind of requirement -> the variable that turns its skips into failures
+REQUIRE = {"data": "GRAPHNET_REQUIRE_DATA", "torch": "GRAPHNET_REQUIRE_TORCH"}
+FASHION_PACKAGE = "dataset-fashion-mnist"
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")  # where Debian's package installs it
+TORCH_PIP = "pip install 'torch==2.13.0+cpu'"
+
+
+def required(kind: str) -> bool:
+    """Whether the CI variable makes a missing ``kind`` ("data", "torch") a failure."""
+    return os.environ.get(REQUIRE[kind]) == "1"
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", f"data: needs real images; skipped without them, a failure when {REQUIRE['data']}=1"
+    )
+    config.addinivalue_line(
+        "markers", f"torch: compares against PyTorch; skipped without it, a failure when {REQUIRE['torch']}=1"
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip the torch-marked tests when torch is not installed (found without importing it:
+    importing torch takes seconds, and only the tests that use it should pay for that)."""
+    if importlib.util.find_spec("torch") is not None:
+        return
+    reason = f"PyTorch is not installed ({TORCH_PIP} enables the torch comparisons)"
+    for item in items:
+        if item.get_closest_marker("torch"):
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under GRAPHNET_REQUIRE_DATA=1 / GRAPHNET_REQUIRE_TORCH=1, a skip of a test marked
+    ``data`` / ``torch`` (whatever skipped it: a fixture, a marker, importorskip) is reported
+    as a failure that says which variable made it one."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.skipped or hasattr(report, "wasxfail"):
+        return
+    for kind, variable in REQUIRE.items():
+        if item.get_closest_marker(kind) and required(kind):
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            reason = reason.removeprefix("Skipped: ")
+            report.outcome = "failed"
+            report.longrepr = f"{variable}=1 makes this skip a failure: {reason}"
+            return
+
+
+@dataclass(frozen=True)
+class RealImages:
+    """A dataset of real images found on this machine."""
+
+    name: str  # "mnist" or "fashion-mnist": what train.data.dataset says for it
+    directory: Path  # holds the four IDX files: pass it as --data-dir
+    origin: str  # where it was found, for messages: "$GRAPHNET_DATA/mnist" or the package
+
+
+def _complete(directory: Path) -> bool:
+    from graphnet.train.data import find_idx_files
+
+    return not find_idx_files(directory)[1]
+
+
+def find_mnist() -> tuple[RealImages | None, str]:
+    """MNIST from $GRAPHNET_DATA/mnist, or None and why not (a sentence saying how to enable it)."""
+    data = os.environ.get("GRAPHNET_DATA")
+    if not data:
+        return None, "MNIST needs GRAPHNET_DATA set to a directory holding mnist/ (here: ../shared/data)"
+    directory = Path(data).resolve() / "mnist"
+    if not _complete(directory):
+        return None, f"$GRAPHNET_DATA/mnist = {directory} does not hold the four MNIST IDX files"
+    return RealImages("mnist", directory, "$GRAPHNET_DATA/mnist"), ""
+
+
+def find_fashion_mnist() -> tuple[RealImages | None, str]:
+    """Fashion-MNIST from Debian's package (or $GRAPHNET_TEST_FASHION_DIR), or None and why not."""
+    directory = Path(os.environ.get("GRAPHNET_TEST_FASHION_DIR") or FASHION_DIR)
+    if not _complete(directory):
+        return None, (
+            f"Fashion-MNIST is not installed at {directory} "
+            f"(apt-get install -y {FASHION_PACKAGE} installs it)"
+        )
+    return RealImages("fashion-mnist", directory, FASHION_PACKAGE), ""
+
+
+def _data_or_skip(request, found: tuple[RealImages | None, str]) -> RealImages:
+    request.node.add_marker("data")  # so that GRAPHNET_REQUIRE_DATA=1 turns the skip into a failure
+    images, why_not = found
+    if images is None:
+        pytest.skip(why_not)
+    return images
+
+
+@pytest.fixture
+def real_images(request) -> RealImages:
+    """Real images to train on: MNIST when GRAPHNET_DATA provides it, else Fashion-MNIST."""
+    mnist, why_not_mnist = find_mnist()
+    if mnist is not None:
+        return _data_or_skip(request, (mnist, ""))
+    fashion, why_not_fashion = find_fashion_mnist()
+    return _data_or_skip(request, (fashion, f"no real images: {why_not_mnist}; {why_not_fashion}"))
+
+
+@pytest.fixture
+def mnist(request) -> RealImages:
+    """MNIST itself (for the tests of its pinned numbers)."""
+    return _data_or_skip(request, find_mnist())
+
+
+@pytest.fixture
+def fashion_mnist(request) -> RealImages:
+    """Fashion-MNIST from Debian's package."""
+    return _data_or_skip(request, find_fashion_mnist())

@@ -15,7 +15,7 @@ import graphnet
 from graphnet.registry import default_registry
 
 REPO = Path(__file__).resolve().parents[1]
-SPECS = sorted((REPO / "specs").glob("*.yaml"))
+SPECS = sorted(p for p in (REPO / "specs").glob("*.yaml") if not p.stem.endswith("-sweep"))  # networks, not sweeps
 
 
 BROKEN = """\
@@ -101,6 +101,141 @@ def test_debug_shows_the_traceback(run_cli, write_spec):
     assert stderr_lines(result)[-1].startswith(f"graphnet: error: {path}:12: nodes.fc.attrs.unitz: ")
 
 
+
+
+# ----------------------------------------------------------------------------------------------
+# help: -h everywhere, no Python type names, choices shown, examples that name real options
+# ----------------------------------------------------------------------------------------------
+
+
+def command_objects() -> dict:
+    from typer.main import get_command
+
+    from graphnet.cli import app
+
+    return dict(get_command(app).commands)
+
+
+COMMAND_NAMES = sorted(command_objects())
+TYPE_NAMES = ("<bool>", "<list", "<str>", "<path>", "<int", "<float", "[str]", "{", "}", "list[", "Optional")
+
+
+@pytest.mark.parametrize("command", ["", *COMMAND_NAMES], ids=["graphnet", *COMMAND_NAMES])
+def test_help_shows_no_python_type_names_and_h_is_help(cli_runner, command):
+    args = [command] if command else []
+    long = cli_runner(*args, "--help")
+    short = cli_runner(*args, "-h")
+    assert long.exit_code == 0 and short.exit_code == 0, long.output
+    assert short.stdout == long.stdout
+    for fragment in TYPE_NAMES:
+        assert fragment not in long.stdout, fragment
+    assert "Examples:" in long.stdout
+    examples = long.stdout.split("Examples:")[1].split("\n")
+    assert any("graphnet " in line for line in examples)
+
+
+@pytest.mark.parametrize(
+    "command, usage",
+    [("validate", "validate [OPTIONS] SPEC"), ("run", "run [OPTIONS] SPEC"), ("eval", "eval [OPTIONS] MODEL"),
+     ("gradcheck", "gradcheck [OPTIONS]"), ("inspect", "inspect [OPTIONS] MODEL"),
+     ("convert", "convert [OPTIONS] SRC DST"), ("predict", "predict [OPTIONS] MODEL INPUT..."),
+     ("plot", "plot [OPTIONS] MODEL...")],
+)
+def test_usage_lines_name_arguments_by_their_metavar(cli_runner, command, usage):
+    (line,) = [line.strip() for line in cli_runner(command, "-h").stdout.splitlines() if "Usage:" in line]
+    assert line.endswith(usage)
+
+
+@pytest.mark.parametrize("command", COMMAND_NAMES)
+def test_every_example_names_a_real_command_and_real_options(command):
+    """The examples in each command's help are checked against the command itself, so they
+    cannot drift: the command is this one, every --option exists."""
+    import shlex
+
+    cmd = command_objects()[command]
+    lines = [line.strip() for line in cmd.epilog.splitlines()[1:] if line.strip()]
+    assert 1 <= len(lines) <= 3
+    options = {opt for param in cmd.params for opt in getattr(param, "opts", [])}
+    for line in lines:
+        words = shlex.split(line.split(">")[0])
+        start = words.index("graphnet")
+        assert words[start + 1] == command, line
+        for word in words[start + 2:]:
+            if word.startswith("-"):
+                assert word.split("=")[0] in options, (line, word)
+
+
+def test_validate_examples_run(run_cli):
+    import shlex
+
+    for line in command_objects()["validate"].epilog.splitlines()[1:]:
+        args = shlex.split(line)[1:]
+        result = run_cli(*args)
+        assert result.returncode == 0, (line, result.stderr)
+
+
+@pytest.mark.parametrize("command", ["run", "eval"])
+def test_run_and_eval_help_say_where_the_data_comes_from(cli_runner, command):
+    text = " ".join(cli_runner(command, "-h").stdout.split())  # unwrapped
+    assert "GRAPHNET_DATA" in text
+    assert "--data-dir DIR|FILE.npz" in text or "--data-dir  DIR|FILE.npz" in cli_runner(command, "-h").stdout
+    assert "an .npz file" in text and "IDX files" in text
+
+
+def test_split_choices_are_shown_and_checked(cli_runner, run_cli):
+    assert "[test|val]" in cli_runner("eval", "-h").stdout
+    result = run_cli("eval", "no-such.gnm", "--split", "train")
+    assert result.returncode == 2
+    (line,) = stderr_lines(result)
+    assert line.startswith("graphnet: error: Invalid value for '--split'")
+    assert "'test', 'val'" in line
+
+
+# ----------------------------------------------------------------------------------------------
+# what main() prints: typed errors one per line, "internal error" for bugs only
+# ----------------------------------------------------------------------------------------------
+
+RAISER = """
+import sys
+from graphnet.cli import main
+from graphnet.cli.app import command
+from graphnet.errors import DataError, raise_all
+
+
+@command("raise")
+def raise_(kind: str) -> None:
+    if kind == "bug":
+        raise ZeroDivisionError("division by zero")
+    if kind == "memory":
+        raise MemoryError("Unable to allocate 40.0 GiB")
+    raise_all([DataError("first", file="a.npz"), DataError("second", file="b.npz", hint="fix b")])
+
+
+sys.argv = ["graphnet", "raise", "{kind}"]
+main()
+"""
+
+
+def test_errors_carried_together_are_printed_one_per_line(run_python):
+    result = run_python(RAISER.replace("{kind}", "typed"))
+    assert result.returncode == 1
+    assert stderr_lines(result) == ["graphnet: error: a.npz: first", "graphnet: error: b.npz: second (fix b)"]
+
+
+def test_a_bug_is_an_internal_error(run_python):
+    result = run_python(RAISER.replace("{kind}", "bug"))
+    assert result.returncode == 2
+    assert stderr_lines(result) == [
+        "graphnet: internal error: ZeroDivisionError: division by zero (rerun with --debug for the traceback)"
+    ]
+
+
+def test_running_out_of_memory_is_an_error_not_a_bug(run_python):
+    result = run_python(RAISER.replace("{kind}", "memory"))
+    assert result.returncode == 1
+    (line,) = stderr_lines(result)
+    assert line.startswith("graphnet: error: out of memory: Unable to allocate 40.0 GiB (")
+    assert "internal" not in line
 
 
 @pytest.mark.parametrize("args", [("validat", "specs/skip-mlp.yaml"), ("validate",)], ids=["typo", "missing-arg"])

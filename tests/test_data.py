@@ -1,8 +1,9 @@
 """graphnet.train.data: IDX reading, the dataset search and download, npz data, validation
 splits, preprocessing, the checks against the spec's inputs, and batching.
 
-No test reaches the internet: downloads are served by a local http.server. The real MNIST is found
-through $GRAPHNET_DATA (default ../shared/data next to the checkout) and read once per module.
+No test reaches the internet: downloads are served by a local http.server. The real datasets come
+from the fixtures in conftest.py: MNIST through $GRAPHNET_DATA, Fashion-MNIST from Debian's
+dataset-fashion-mnist; each test of them runs for each one found, and is skipped for the others.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import functools
 import gzip
 import hashlib
 import http.server
-import os
 import socket
 import struct
 import threading
@@ -41,14 +41,6 @@ from graphnet.train.data import (
 IMAGE = ("image", InputSpec(shape=[784]))
 LABEL = ("label", InputSpec(shape=[], dtype="int64"))
 NAMES = list(IDX_FILES.values())
-
-SHARED_DATA = Path(
-    os.environ.get("GRAPHNET_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
-)
-MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
-MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
-FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
-
 IDX_CODES = {"uint8": 0x08, "int8": 0x09, "int16": 0x0B, "int32": 0x0C, "float32": 0x0D, "float64": 0x0E}
 
 
@@ -243,56 +235,68 @@ def test_file_sha256_hashes_the_decompressed_content(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------
-# The real MNIST (read once per module) and Fashion-MNIST
+# The real datasets: MNIST ($GRAPHNET_DATA/mnist) and Fashion-MNIST (Debian's package)
 # ----------------------------------------------------------------------------------------------
 
+# What each dataset's files hold (../shared/data/README.md; the Fashion-MNIST mean measured here).
+REAL = {
+    "mnist": {
+        "train_counts": [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949],
+        "test_counts": [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009],
+        "mean_pixel": 33.318,
+    },
+    "fashion-mnist": {"train_counts": [6000] * 10, "test_counts": [1000] * 10, "mean_pixel": 72.940},
+}
 
-@pytest.fixture(scope="module")
-def mnist_dir():
-    directory = SHARED_DATA / "mnist"
-    if not directory.is_dir():
-        pytest.skip(f"MNIST not found at {directory} (set GRAPHNET_DATA to the shared data directory)")
-    return directory
+
+@pytest.fixture(params=["mnist", "fashion-mnist"])
+def dataset(request):
+    """Each real dataset in turn (a RealImages; skipped where it is not on this machine)."""
+    return request.getfixturevalue(request.param.replace("-", "_"))
 
 
-@pytest.fixture(scope="module")
-def mnist_raw(mnist_dir):
-    files, missing = find_idx_files(mnist_dir)
+@functools.lru_cache(maxsize=None)
+def raw_arrays(directory: Path) -> dict[str, np.ndarray]:
+    """The four IDX files of a directory, read once per test run (60,000 images take a second)."""
+    files, missing = find_idx_files(directory)
     assert not missing
     return {role: read_idx(path) for role, path in files.items()}
 
 
-@pytest.fixture(scope="module")
-def mnist_data(mnist_dir):
-    return load_data(
-        DataSpec(), IMAGE, LABEL, env={"GRAPHNET_DATA": str(mnist_dir.parent)}, download=False
-    )
+def test_real_shapes_and_types(dataset):
+    raw = raw_arrays(dataset.directory)
+    assert raw["x_train"].shape == (60000, 28, 28)
+    assert raw["x_test"].shape == (10000, 28, 28)
+    assert raw["y_train"].shape == (60000,)
+    assert raw["y_test"].shape == (10000,)
+    assert all(array.dtype == np.uint8 for array in raw.values())
 
 
-def test_mnist_shapes_and_types(mnist_raw):
-    assert mnist_raw["x_train"].shape == (60000, 28, 28)
-    assert mnist_raw["x_test"].shape == (10000, 28, 28)
-    assert mnist_raw["y_train"].shape == (60000,)
-    assert mnist_raw["y_test"].shape == (10000,)
-    assert all(array.dtype == np.uint8 for array in mnist_raw.values())
+def test_real_label_counts_and_mean_pixel(dataset):
+    raw, expected = raw_arrays(dataset.directory), REAL[dataset.name]
+    assert np.bincount(raw["y_train"]).tolist() == expected["train_counts"]
+    assert np.bincount(raw["y_test"]).tolist() == expected["test_counts"]
+    assert raw["x_train"].mean(dtype=np.float64) == pytest.approx(expected["mean_pixel"], abs=1e-3)
 
 
-def test_mnist_label_counts_and_mean_pixel(mnist_raw):
-    assert np.bincount(mnist_raw["y_train"]).tolist() == MNIST_TRAIN_COUNTS
-    assert np.bincount(mnist_raw["y_test"]).tolist() == MNIST_TEST_COUNTS
-    assert mnist_raw["x_train"].mean(dtype=np.float64) == pytest.approx(33.318, abs=1e-3)
-
-
-def test_mnist_files_match_the_pinned_checksums(mnist_dir):
-    files, _ = find_idx_files(mnist_dir)
+def test_real_files_match_the_pinned_checksums(dataset):
+    files, _ = find_idx_files(dataset.directory)
     for role, path in files.items():
-        assert file_sha256(path) == CHECKSUMS["mnist"][IDX_FILES[role]], path
+        assert file_sha256(path) == CHECKSUMS[dataset.name][IDX_FILES[role]], path
 
 
-def test_load_mnist_preprocessed(mnist_data, mnist_raw, mnist_dir):
-    data = mnist_data
+def test_load_real_preprocessed(dataset, tmp_path, no_system_dir):
+    # found through $GRAPHNET_DATA/<name> (a link to the dataset's directory): the system
+    # directory and the cache are empty
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / dataset.name).symlink_to(dataset.directory)
+    data = load_data(
+        DataSpec(dataset=dataset.name), IMAGE, LABEL,
+        env=isolated_env(tmp_path, GRAPHNET_DATA=str(tmp_path / "data")), download=False,
+    )
+    raw = raw_arrays(dataset.directory)
     assert isinstance(data, Data)
-    assert data.source == str(mnist_dir.resolve())
+    assert data.source == str(dataset.directory.resolve())  # the link resolved
     assert data.classes == 10
     assert data.example_shape == (28, 28)
     assert (len(data.train), len(data.val), len(data.test)) == (55000, 5000, 10000)
@@ -301,36 +305,23 @@ def test_load_mnist_preprocessed(mnist_data, mnist_raw, mnist_dir):
         assert split.x.min() >= 0.0 and split.x.max() <= 1.0
         assert split.y.dtype == np.int64
     # the validation set is the LAST 5000 training examples, untouched but scaled
-    np.testing.assert_array_equal(data.val.y, mnist_raw["y_train"][55000:])
-    np.testing.assert_allclose(data.val.x, mnist_raw["x_train"][55000:].reshape(5000, 784) / 255, rtol=1e-6)
-    np.testing.assert_array_equal(data.train.y, mnist_raw["y_train"][:55000])
+    np.testing.assert_array_equal(data.val.y, raw["y_train"][55000:])
+    np.testing.assert_allclose(data.val.x, raw["x_train"][55000:].reshape(5000, 784) / 255, rtol=1e-6)
+    np.testing.assert_array_equal(data.train.y, raw["y_train"][:55000])
+    np.testing.assert_array_equal(data.test.y, raw["y_test"])
 
 
-@pytest.fixture(scope="module")
-def fashion_dir():
-    if FASHION_DIR.is_dir():
-        return FASHION_DIR
-    if os.environ.get("GRAPHNET_REQUIRE_FASHION") == "1":
-        pytest.fail(f"GRAPHNET_REQUIRE_FASHION=1 but {FASHION_DIR} is missing (apt-get install dataset-fashion-mnist)")
-    pytest.skip(f"{FASHION_DIR} not installed (apt-get install dataset-fashion-mnist)")
-
-
-def test_fashion_mnist_from_the_system_directory(fashion_dir, tmp_path):
-    files, missing = find_idx_files(fashion_dir)
-    assert not missing
-    for role, path in files.items():
-        assert file_sha256(path) == CHECKSUMS["fashion-mnist"][IDX_FILES[role]], path
+def test_fashion_mnist_from_the_system_directory(fashion_mnist, tmp_path, monkeypatch):
+    # Debian's package installs into <system dir>/fashion-mnist; found with nothing configured
+    monkeypatch.setattr("graphnet.train.data.find.SYSTEM_DIR", fashion_mnist.directory.parent)
     data = load_data(
         DataSpec(dataset="fashion-mnist", validation=0.1), IMAGE, LABEL,
         env=isolated_env(tmp_path), download=False,
     )
-    assert data.source == str(fashion_dir.resolve())
-    assert data.example_shape == (28, 28)
+    assert data.source == str(fashion_mnist.directory.resolve())
     assert (len(data.train), len(data.val), len(data.test)) == (54000, 6000, 10000)
-    assert data.classes == 10
     counts = np.bincount(np.concatenate([data.train.y, data.val.y]))
-    assert counts.tolist() == [6000] * 10
-    assert np.bincount(data.test.y).tolist() == [1000] * 10
+    assert counts.tolist() == REAL["fashion-mnist"]["train_counts"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -792,10 +783,16 @@ def test_validation_too_large_or_too_small(tmp_path, validation, expected):
 
 def test_default_validation_too_large_after_limit(tmp_path):
     make_npz(tmp_path / "d.npz")
-    spec = DataSpec(dataset="npz", path="d.npz", limit=10)  # validation defaults to 5000
+    spec = DataSpec(dataset="npz", path="d.npz", limit=10, validation=5000)
     with raises_data_error(r"only 10 training examples \(after limit: 10\)") as info:
         load_data(spec, X20, LABEL, spec_dir=tmp_path)
     assert "fraction" in info.value.hint
+
+
+def test_default_validation_is_a_tenth_after_limit(tmp_path):
+    make_npz(tmp_path / "d.npz")
+    data = load_data(DataSpec(dataset="npz", path="d.npz", limit=10), X20, LABEL, spec_dir=tmp_path)
+    assert (len(data.train), len(data.val)) == (9, 1)  # automatic: 10% of the 10 kept
 
 
 def test_validation_file(tmp_path):

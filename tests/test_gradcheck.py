@@ -1,6 +1,7 @@
 """The finite-difference gradient checker: every registered op passes (one table, so a new op is
 covered without writing a test), wrong gradients fail with the role named, kinks are skipped
-rather than failed, and every example spec passes end to end."""
+rather than failed, an op breaking its dtype or shape contract (in float64 or float32) fails
+naming what it returned, and every example spec passes end to end."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ import pytest
 
 from graphnet import build_graph, load_spec, parse_spec
 from graphnet.gradcheck import STEP, TOLERANCE, check_graph, check_op, check_registry
+from graphnet.op import Elementwise, Example, Op
+from graphnet.ops.linear import Linear
+from graphnet.ops.relu import Relu
 from graphnet.registry import OpSource, Registry, default_registry
 
-SPECS = sorted((Path(__file__).resolve().parents[1] / "specs").glob("*.yaml"))
+SPECS = sorted(p for p in (Path(__file__).resolve().parents[1] / "specs").glob("*.yaml") if not p.stem.endswith("-sweep"))
 ALL_OPS = default_registry().names()
 
 
@@ -28,57 +32,54 @@ def test_every_registered_op_passes(name):
         assert role.checked > 0 and role.worst <= TOLERANCE
 
 
-WRONG = """
-import numpy as np
-from graphnet.op import Example
-from graphnet.ops.relu import Relu
-from graphnet.ops.linear import Linear
-
-STEP = {step!r}
-
 class DoubleRelu(Relu):
-    \"\"\"relu with its gradient times 2.\"\"\"
+    """relu with its gradient times 2."""
+
     def backward(self, attrs, saved, dy, wants):
-        return {{"x": 2 * super().backward(attrs, saved, dy, wants)["x"]}}
+        return {"x": 2 * super().backward(attrs, saved, dy, wants)["x"]}
+
 
 class BadWeightLinear(Linear):
-    \"\"\"linear whose weight gradient forgets a transpose-free half.\"\"\"
+    """linear whose weight gradient is half what it should be."""
+
     def backward(self, attrs, saved, dy, wants):
         grads = super().backward(attrs, saved, dy, wants)
         grads["w"] = grads["w"] * 0.5
         return grads
 
+
 KINKS = np.array([[0.0, 0.0, STEP / 2, -STEP / 3], [1.0, -2.0, 0.5, -0.25], [0.0, 3.0, -1.0, 2.0]])
 
+
 class KinkyRelu(Relu):
-    \"\"\"relu checked at its kink: inputs exactly at 0 and within STEP of 0.\"\"\"
+    """relu checked at its kink: inputs exactly at 0 and within STEP of 0."""
+
     def examples(self, rng):
-        return [Example(inputs={{"x": KINKS.copy()}})]
+        return [Example(inputs={"x": KINKS.copy()})]
+
 
 class KinkyDoubleRelu(KinkyRelu, DoubleRelu):
-    \"\"\"a wrong gradient is not hidden by the kink skipping\"\"\"
+    """a wrong gradient is not hidden by the kink skipping"""
+
 
 class CrashingExamples(Relu):
     def examples(self, rng):
         raise RuntimeError("no examples")
-"""
 
 
-@pytest.fixture
-def wrong_ops(make_module):
-    module = make_module(WRONG.format(step=STEP))
-    names = {
-        "double_relu": "DoubleRelu",
-        "bad_linear": "BadWeightLinear",
-        "kinky_relu": "KinkyRelu",
-        "kinky_double_relu": "KinkyDoubleRelu",
-        "crashing": "CrashingExamples",
-    }
-    builtin = default_registry()
-    sources = {name: [builtin.source(name)] for name in ("linear", "relu", "mse")}
-    for name, cls in names.items():
-        sources[name] = [OpSource(name, f"{module}:{cls}", "graphnet-tests")]
-    return Registry(sources)
+@pytest.fixture(scope="module")
+def wrong_ops():
+    """The built-in ops and the wrong ones above, registered in process."""
+    registry = default_registry().copy()
+    for name, cls in {
+        "double_relu": DoubleRelu,
+        "bad_linear": BadWeightLinear,
+        "kinky_relu": KinkyRelu,
+        "kinky_double_relu": KinkyDoubleRelu,
+        "crashing": CrashingExamples,
+    }.items():
+        registry.register(cls, name)
+    return registry
 
 
 def test_wrong_input_gradient_fails_naming_the_role(wrong_ops):
@@ -171,3 +172,112 @@ def test_check_graph_without_a_loss_uses_a_projection():
     result = check_graph(build_graph(spec))
     assert set(result.roles) == {"fc.w", "fc.b"}
     assert result.ok and all(r.checked == np.prod(s) for r, s in zip(result.roles.values(), [(3, 2), (2,)]))
+
+
+# -- the contract, in float64 and float32 -------------------------------------------------------
+
+
+class Float64Tanh(Elementwise):
+    """tanh whose forward computes in float64 whatever it is given (a right gradient)."""
+
+    def forward(self, attrs, ctx, x):
+        y = np.tanh(x.astype(np.float64))
+        return y, y
+
+    def backward(self, attrs, saved, dy):
+        return {"x": (dy * (1 - saved * saved)).astype(dy.dtype)}
+
+
+class Float64Gradient(Elementwise):
+    """y = 2 x in the input's dtype, but a float64 gradient."""
+
+    def forward(self, attrs, ctx, x):
+        return 2 * x, None
+
+    def backward(self, attrs, saved, dy):
+        return {"x": 2 * dy.astype(np.float64)}
+
+
+class WrongShapeRule(Elementwise):
+    """y = the first half of x's last axis, while the shape rule says x's shape."""
+
+    def forward(self, attrs, ctx, x):
+        return x[..., : x.shape[-1] // 2], x.shape
+
+    def backward(self, attrs, saved, dy):
+        dx = np.zeros(saved, dy.dtype)
+        dx[..., : saved[-1] // 2] = dy
+        return {"x": dx}
+
+
+class OutputOnly(Elementwise):
+    """forward forgets to return what backward needs."""
+
+    def forward(self, attrs, ctx, x):
+        return 2 * x
+
+    def backward(self, attrs, saved, dy):
+        return {"x": 2 * dy}
+
+
+class TransposedGradient(Op):
+    """y = a + b with b's gradient transposed: the wrong shape."""
+
+    inputs = ("a", "b")
+
+    def shape(self, attrs, a, b):
+        return tuple(a)
+
+    def forward(self, attrs, ctx, a, b):
+        return a + b, None
+
+    def backward(self, attrs, saved, dy):
+        return {"a": dy, "b": dy.T}
+
+
+@pytest.mark.parametrize(
+    "cls, problem",
+    [
+        (Float64Tanh, "case 0, float32: forward output is float64 for float32 inputs (keep the inputs' dtype: "
+                      "write constants as x.dtype.type(c), cast a result with .astype(x.dtype, copy=False))"),
+        (Float64Gradient, "case 0, float32: gradient of 'x' is float64 for float32 inputs"),
+        (WrongShapeRule, "case 0, float64: forward output has shape [3, 2], expected [3, 4]"),
+        (OutputOnly, "case 0, float64: forward returned a ndarray, not the pair (output, saved)"),
+        (TransposedGradient, "case 0, float64: gradient of 'b' has shape [4, 3], expected [3, 4]"),
+    ],
+)
+def test_an_op_breaking_its_contract_fails_gradcheck(cls, problem):
+    registry = Registry({})
+    registry.register(cls, "broken")
+    (result,) = check_registry(registry)
+    assert not result.ok and result.error is None
+    assert result.failures()[0].startswith(f"broken: {problem}")
+    assert result.roles == {}  # the numbers are not compared once the contract is broken
+
+
+def test_an_op_right_in_float64_fails_only_in_float32():
+    # what a float64-only check misses: both cases (the two default ones) fail in float32 alone
+    op = Float64Tanh()
+    op.name = "float64_tanh"
+    result = check_op(op)
+    assert [p.split(":")[0] for p in result.problems] == ["case 0, float32", "case 1, float32"]
+
+
+def test_gradcheck_cli_fails_on_a_float64_op(make_dist, run_cli):
+    source = (
+        "import numpy as np\n"
+        "from graphnet.op import Elementwise\n"
+        "class Tanh64(Elementwise):\n"
+        "    def forward(self, attrs, ctx, x):\n"
+        "        y = np.tanh(x.astype(np.float64))\n"
+        "        return y, y\n"
+        "    def backward(self, attrs, saved, dy):\n"
+        "        return {'x': (dy * (1 - saved * saved)).astype(dy.dtype)}\n"
+    )
+    site = make_dist("gn-tanh64", {"gn_tanh64": "gn_plugin_tanh64:Tanh64"}, {"gn_plugin_tanh64": source})
+    result = run_cli("gradcheck", "--op", "gn_tanh64", "--op", "relu", pythonpath=[site])
+    assert result.returncode == 1
+    failures = [line for line in result.stderr.splitlines() if line.startswith("graphnet: gradcheck failed:")]
+    assert failures[0].startswith("graphnet: gradcheck failed: gn_tanh64: case 0, float32: forward output is "
+                                  "float64 for float32 inputs")
+    assert not any("relu" in line for line in failures)

@@ -1,5 +1,5 @@
 """Optimizers on a flat parameter buffer: hand-computed steps, plain-numpy reference loops that
-write the formulas out, resuming from a saved state, and (when torch is installed) torch.optim."""
+write the formulas out, resuming from a saved state. (tests/test_torch.py compares them with torch.optim.)"""
 
 from __future__ import annotations
 
@@ -345,57 +345,43 @@ def test_failed_load_state_changes_nothing():
     assert np.array_equal(after["exp_avg"], before["exp_avg"])
 
 
-# -- torch as an independent oracle ------------------------------------------------------------
+def test_buffers_are_the_live_state_that_state_copies():
+    """``buffers()`` is what a checkpoint writes: the optimizer's own arrays, by name, changing
+    with every step; ``state()`` is a copy that does not."""
+    opt = adam({})
+    params = P0.copy()
+    live = opt.buffers()
+    assert list(live) == ["exp_avg", "exp_avg_sq"]
+    opt.step(params, GRADS[0], 0.1)
+    np.testing.assert_allclose(live["exp_avg"], 0.1 * GRADS[0], rtol=1e-15)  # m_1 = (1 - b1) g
+    copied = opt.state()
+    opt.step(params, GRADS[1], 0.1)
+    assert np.array_equal(live["exp_avg"], opt.state()["exp_avg"])
+    assert not np.array_equal(copied["exp_avg"], live["exp_avg"])
+    assert sgd({}).buffers() == {}
+    assert list(sgd({"momentum": 0.9}).buffers()) == ["momentum"]
 
-TORCH_CONFIGS = [
-    {"type": "sgd"},
-    {"type": "sgd", "momentum": 0.9},
-    {"type": "sgd", "momentum": 0.9, "weight_decay": 0.05},
-    {"type": "sgd", "momentum": 0.8, "nesterov": True, "weight_decay": 0.05},
-    {"type": "adam"},
-    {"type": "adam", "weight_decay": 0.05, "beta1": 0.8, "beta2": 0.99, "eps": 1e-6},
-    {"type": "adamw", "weight_decay": 0.05},
-    {"type": "adamw", "weight_decay": 0.3, "beta1": 0.5},
-]
 
-
-@pytest.mark.parametrize("config", TORCH_CONFIGS, ids=lambda c: "-".join(f"{v}" for v in c.values()))
-def test_matches_torch(config):
-    torch = pytest.importorskip("torch")
-    rng = np.random.default_rng(3)
-    size = 12
-    mask = (np.arange(size) % 4 != 3).astype(np.float64)
-    p0 = rng.standard_normal(size)
-    grads = [rng.standard_normal(size) for _ in range(10)]
-    lrs = [0.1 * 0.8**i for i in range(10)]
-
-    spec = TrainSpec.model_validate({"optimizer": config}).optimizer
-    opt = make_optimizer(spec, size, np.float64, mask)
-    params = p0.copy()
-    for grad, lr in zip(grads, lrs):
-        opt.step(params, grad, lr)
-
-    # torch decays a whole tensor or none of it: the mask becomes two parameter groups.
-    decayed = mask == 1.0
-    tensors = [torch.tensor(p0[decayed], requires_grad=True), torch.tensor(p0[~decayed], requires_grad=True)]
-    wd = config.get("weight_decay", 0.0)
-    groups = [{"params": [tensors[0]], "weight_decay": wd}, {"params": [tensors[1]], "weight_decay": 0.0}]
-    if config["type"] == "sgd":
-        oracle = torch.optim.SGD(
-            groups, lr=lrs[0], momentum=config.get("momentum", 0.0), nesterov=config.get("nesterov", False)
-        )
-    else:
-        cls = torch.optim.AdamW if config["type"] == "adamw" else torch.optim.Adam
-        betas = (config.get("beta1", 0.9), config.get("beta2", 0.999))
-        oracle = cls(groups, lr=lrs[0], betas=betas, eps=config.get("eps", 1e-8))
-    for grad, lr in zip(grads, lrs):
-        tensors[0].grad = torch.tensor(grad[decayed])
-        tensors[1].grad = torch.tensor(grad[~decayed])
-        for group in oracle.param_groups:
-            group["lr"] = lr
-        oracle.step()
-
-    expected = np.empty(size)
-    expected[decayed] = tensors[0].detach().numpy()
-    expected[~decayed] = tensors[1].detach().numpy()
-    np.testing.assert_allclose(params, expected, rtol=0, atol=1e-12)
+def test_adam_resumed_continues_its_step_count_and_moments_by_hand():
+    """Resumed after two steps, Adam's third step uses the saved moments and the bias
+    corrections of t = 3 (written out here); the moments without the count give another step."""
+    b1, b2, eps, lr = 0.9, 0.999, 1e-8, 0.05
+    first = adam({})
+    params = P0.copy()
+    for grad in GRADS[:2]:
+        first.step(params, grad, lr)
+    state = first.state()
+    resumed = adam({})
+    resumed.load_state(state)
+    stepped = params.copy()
+    resumed.step(stepped, GRADS[2], lr)
+    m = b1 * state["exp_avg"] + (1 - b1) * GRADS[2]
+    v = b2 * state["exp_avg_sq"] + (1 - b2) * GRADS[2] ** 2
+    expected = params - lr * (m / (1 - b1**3)) / (np.sqrt(v / (1 - b2**3)) + eps)
+    np.testing.assert_allclose(stepped, expected, rtol=1e-12, atol=0)
+    assert resumed.steps == 3
+    forgetful = adam({})
+    forgetful.load_state({**state, "step": 0})
+    other = params.copy()
+    forgetful.step(other, GRADS[2], lr)
+    assert not np.allclose(other, stepped, rtol=1e-6)

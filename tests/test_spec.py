@@ -16,7 +16,7 @@ from graphnet.errors import DataError, GraphnetError, ShapeError, SpecError, did
 from graphnet.registry import default_registry
 from graphnet.spec import apply_override
 
-SPECS = sorted((Path(__file__).resolve().parents[1] / "specs").glob("*.yaml"))
+SPECS = sorted(p for p in (Path(__file__).resolve().parents[1] / "specs").glob("*.yaml") if not p.stem.endswith("-sweep"))
 
 # Block style, so every key sits on its own line.
 BASE = """\
@@ -169,6 +169,14 @@ def test_missing_required_key(error_of):
     assert error.hint == "add it"
 
 
+def test_a_section_without_its_type_says_which_types_there_are(error_of):
+    text = BASE + "train:\n  optimizer:\n    lr: 0.1\n"
+    error = error_of(text)
+    assert (error.path, error.line) == ("train.optimizer", line_of(text, "optimizer:"))
+    assert error.message == "missing required key 'type'"
+    assert error.hint == "add `type:`, one of: sgd, adam, adamw"
+
+
 def test_cross_field_rule_nesterov(error_of):
     text = BASE + "train:\n  optimizer:\n    type: sgd\n    nesterov: true\n"
     error = error_of(text)
@@ -223,11 +231,16 @@ def test_unreadable_file(tmp_path):
     assert info.value.hint == "check the path"
 
 
-def test_more_errors_are_counted(error_of):
+def test_every_error_of_the_file_is_reported(error_of):
     text = BASE + "train:\n  batch_size: 0\n  seed: -1\n"
     error = error_of(text)
     assert error.path == "train.batch_size"
-    assert "(+1 more error)" in error.message
+    assert error.message == "Input should be greater than or equal to 1; received 0"  # no "+1 more"
+    assert [(e.path, e.line, e.file) for e in error.all()] == [
+        ("train.batch_size", line_of(text, "batch_size"), error.file),
+        ("train.seed", line_of(text, "seed: -1"), error.file),
+    ]
+    assert error.more[0].message == "Input should be greater than or equal to 0; received -1"
 
 
 # -- syntax errors ------------------------------------------------------------------------------
@@ -918,3 +931,238 @@ def test_spec_package_imports_nothing_above_it():
 def test_did_you_mean():
     assert did_you_mean("relux", ["relu", "tanh"]) == "did you mean 'relu'? known: relu, tanh"
     assert did_you_mean("zzz", ["relu", "tanh"], "known ops") == "known ops: relu, tanh"
+
+
+# -- syntax errors at the line of the mistake, in plain words ------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, line, message",
+    [
+        ("name: t\ninputs: {x: {shape: [4]}\nnodes:\n  a: {op: relu}\n", 2,
+         "invalid YAML: a '{' opened at line 2 is never closed"),
+        ("name: t\nouts: [a, b\nnodes: {}\n", 2, "invalid YAML: a '[' opened at line 2 is never closed"),
+        ("name: t\ninputs: {\n  x: {shape: [4],\n  y: {shape: []}\n}\nnodes: {}\n", 3,
+         "invalid YAML: a '{' opened at line 3 is never closed"),
+        ("name: t\ndescription: 'abc\nnodes: {}\n", 2, "invalid YAML: a quote opened at line 2 is never closed"),
+        ("name: t\ninputs\nnodes: {}\n", 2, "invalid YAML: a key without ':' after it"),
+        ("name: t\ninputs:\n\tx: 1\n", 3, "invalid YAML: a tab character; YAML indents with spaces only"),
+        ("name: t\nlist:\n  - 1\n - 2\n", 4, "invalid YAML: this line is not indented like the keys of the mapping at line 1"),
+        ('{\n  "name": "t",\n  "inputs": {"x": {"shape": [4]}},\n}\n', 3, "invalid JSON: trailing comma before '}'"),
+        ('{\n  "outputs": [\n    "a",\n    "b",\n  ]\n}\n', 4, "invalid JSON: trailing comma before ']'"),
+        ('{\n  "name": "t",\n  "inputs": {"x": {"shape": [4]},\n  "nodes": {"a": {"op": "relu"}}\n}\n', 3,
+         "invalid JSON: a '{' opened at line 3 is never closed"),
+        ('{\n  "name": "t"\n  "nodes": {}\n}\n', 2, "invalid JSON: missing ',' between two items"),
+        ('{\n  "name": "t",\n  "nodes": {}\n}\n}\n', 5, "invalid JSON: more text after the end"),
+    ],
+    ids=["flow-map", "flow-list", "flow-multiline", "quote", "colon", "tab", "indent",
+         "json-trailing-comma-object", "json-trailing-comma-list", "json-unclosed", "json-comma", "json-extra"],
+)
+def test_syntax_errors_point_at_the_mistake(write_spec, text, line, message):
+    name = "spec.json" if text.startswith("{") else "spec.yaml"
+    path = write_spec(text, name)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    error = info.value
+    assert (error.file, error.line) == (str(path), line)
+    assert error.message.startswith(message), error.message
+    assert str(error).startswith(f"{path}:{line}: invalid ")
+
+
+# -- all errors of a file at once -----------------------------------------------------------------
+
+
+def test_two_typos_and_a_bad_value_are_reported_together(error_of):
+    text = BASE.replace("  x:\n    shape: [100]\n", "  x:\n    shap: [100]\n") + (
+        "train:\n  batchsize: 8\n  optimizer:\n    type: sgd\n    lr: -1\n"
+    )
+    error = error_of(text)
+    found = [(e.path, e.line, e.message) for e in error.all()]
+    assert found == [
+        ("inputs.x.shap", line_of(text, "shap:"), "unknown key 'shap'"),  # and no "missing 'shape'"
+        ("train.batchsize", line_of(text, "batchsize"), "unknown key 'batchsize'"),
+        ("train.optimizer.lr", line_of(text, "lr: -1"), "Input should be greater than 0; received -1"),
+    ]
+    assert error.hint.startswith("did you mean 'shape'?")
+    assert error.more[0].hint.startswith("did you mean 'batch_size'?")
+    assert all(e.file == error.file for e in error.all())
+
+
+def test_a_typo_in_a_required_key_is_one_error(error_of):
+    text = BASE.replace("  x:\n    shape: [100]\n", "  x:\n    shap: [100]\n")
+    error = error_of(text)
+    assert (error.path, error.message, error.more) == ("inputs.x.shap", "unknown key 'shap'", [])
+
+
+def test_a_value_fitting_no_member_of_a_union_is_one_error(error_of):
+    text = BASE.replace("      x: x\n", "      x: 5\n")  # a role takes a name or a list of names
+    error = error_of(text)
+    assert error.path == "nodes.fc.inputs.x"
+    assert error.more == []
+
+
+def test_errors_from_the_file_come_before_those_from_a_set(write_spec):
+    path = write_spec(BASE + "train:\n  seed: -1\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(path, overrides=["train.batch_size=0"])
+    assert [e.file for e in info.value.all()] == [str(path), "--set train.batch_size=0"]
+
+
+# -- --set into a name the spec does not have -----------------------------------------------------
+
+
+def test_set_into_a_missing_node_names_it_and_lists_the_nodes():
+    with pytest.raises(SpecError) as info:
+        load_spec(SPECS_DIR / "skip-mlp.yaml", overrides=["nodes.fc3.attrs.units=5"])
+    error = info.value
+    assert error.file == "--set nodes.fc3.attrs.units=5"
+    assert error.path == "nodes.fc3"
+    assert error.message == "there is no node 'fc3'"
+    assert error.hint.startswith("its nodes: stem, act0, block, act1, skip, side, act2, joined, logits, loss")
+    assert "to add a node, set its op first (--set nodes.fc3.op=...)" in error.hint
+
+
+def test_set_into_a_node_of_the_layers_shorthand_says_so():
+    with pytest.raises(SpecError) as info:
+        load_spec(SPECS_DIR / "seed-softmax.yaml", overrides=["nodes.fc1.attrs.units=5"])
+    assert info.value.message == "there is no node 'fc1'"
+    assert "made by the `layers:` shorthand" in info.value.hint
+
+
+def test_set_into_layers_of_a_spec_with_nodes_says_it_has_none():
+    with pytest.raises(SpecError) as info:
+        load_spec(SPECS_DIR / "skip-mlp.yaml", overrides=["layers.dropout=0.3"])
+    error = info.value
+    assert (error.file, error.path) == ("--set layers.dropout=0.3", "layers")
+    assert error.message == "the spec has no `layers` section (it declares its graph with `nodes:`)"
+
+
+def test_set_into_a_missing_input_did_you_mean(write_spec):
+    with pytest.raises(SpecError) as info:
+        load_spec(write_spec(BASE), overrides=["inputs.xx.dtype=float64"])
+    assert info.value.message == "there is no input 'xx'"
+    assert info.value.hint.startswith("did you mean 'x'? its inputs: x, y")
+
+
+def test_set_can_still_add_a_node_or_an_input(write_spec):
+    spec = load_spec(
+        write_spec(BASE),
+        overrides=["inputs.z.shape=[3]", "nodes.r.op=relu", "nodes.r.inputs.x=fc", "nodes.s={op: tanh, inputs: {x: r}}"],
+    )
+    assert spec.inputs["z"].shape == [3]
+    assert build_graph(spec).order == ["fc", "loss", "r", "s"]
+
+
+# -- defaults and bounds --------------------------------------------------------------------------
+
+
+def test_validation_defaults_to_the_automatic_split():
+    from graphnet.spec import DataSpec
+    from graphnet.spec.models import AUTO_VALIDATION_CAP, AUTO_VALIDATION_PERCENT
+
+    assert DataSpec().validation is None
+    assert parse_spec(BASE + "train: {}\n").train.data.validation is None
+    assert parse_spec(BASE + "train:\n  data:\n    validation: null\n").train.data.validation is None
+    assert (AUTO_VALIDATION_PERCENT, AUTO_VALIDATION_CAP) == (10, 5000)
+    description = DataSpec.model_json_schema()["properties"]["validation"]["description"]
+    assert "10% of the training examples, at most 5,000" in description
+
+
+def test_spec_max_dim_is_the_ops_max_dim():
+    from graphnet.op import MAX_DIM
+    from graphnet.spec.models import MAX_DIM as SPEC_MAX_DIM
+
+    assert SPEC_MAX_DIM == MAX_DIM  # the spec layer cannot import graphnet.op: kept equal here
+
+
+@pytest.mark.parametrize(
+    "train, path, fragment",
+    [
+        ("epochs: 100001", "train.epochs", "less than or equal to 100000"),
+        ("batch_size: 1048577", "train.batch_size", "less than or equal to 1048576"),
+        ("seed: 4294967296", "train.seed", "less than or equal to 4294967295"),
+        ("data: {limit: 1000000001}", "train.data.limit", "less than or equal to 1000000000"),
+        ("data: {validation: 1000000001}", "train.data.validation", "less than or equal to 1000000000"),
+        ("keep_best: {patience: 100001}", "train.keep_best.patience", "less than or equal to 100000"),
+        ("schedule: {type: step, step_epochs: 100001}", "train.schedule.step_epochs", "less than or equal to 100000"),
+        ("augment: {image_shape: [28, 16777217]}", "train.augment.image_shape.1", "less than or equal to 16777216"),
+    ],
+)
+def test_train_integers_have_upper_bounds(error_of, train, path, fragment):
+    error = error_of(BASE + f"train: {{{train}}}\n")
+    assert error.path == path
+    assert fragment in error.message
+
+
+def test_bounds_admit_the_largest_value(write_spec):
+    text = BASE + (
+        "train: {epochs: 100000, batch_size: 1048576, seed: 4294967295, "
+        "data: {limit: 1000000000, validation: 1000000000}}\n"
+    )
+    spec = load_spec(write_spec(text))
+    assert (spec.train.epochs, spec.train.batch_size, spec.train.seed) == (100000, 1048576, 4294967295)
+
+
+# -- the parser against PyYAML's own loader -------------------------------------------------------
+
+TRICKY_YAML = [
+    "a: 1\nb: -2\nc: 0x1f\nd: 0o17\ne: 1_000\nf: 1.5e3\ng: .inf\nh: -.inf\ni: ~\nj: null\nk: true\nl: no\n",
+    "a: '1'\nb: \"2\"\nc: !!str 3\nd: !!int '4'\ne: !!float 5\nf: 2001-12-14\ng: '@x'\nh: \"caf\\u00e9\"\n",
+    "base: &b {op: relu, inputs: {x: x}}\nn1: {<<: *b, op: tanh}\nn2: *b\n",
+    "a: &a {x: 1, y: 2}\nb: &b {x: 3, z: 4}\nc: {<<: [*a, *b], w: 5}\nd: {<<: *a, <<: *b}\n",
+    "list:\n  - &item {k: v}\n  - *item\n  - [1, [2, [3]]]\n  - \n  - ''\n",
+    "text: |\n  line one\n  line two\nfolded: >\n  a\n  b\nempty: {}\nnone: []\n",
+    "? complex key\n: value\n'quoted key': 1\n\"dq\": 2\n1: int key\n",
+]
+
+
+@pytest.mark.parametrize("text", [p.read_text() for p in SPECS] + TRICKY_YAML)
+def test_the_parser_reads_yaml_as_pyyaml_does(text):
+    from graphnet.spec.text import parse_text
+
+    data, _ = parse_text(text, None)
+    expected = yaml.safe_load(text)
+    assert data == expected
+    assert repr(data) == repr(expected)  # the same types and the same key order
+
+
+def reference_lines(text: str) -> dict[str, int]:
+    """The line of every key and item, from PyYAML's node tree (aliased subtrees skipped)."""
+    lines: dict[str, int] = {}
+    stack = [("", yaml.compose(text, Loader=yaml.SafeLoader))]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                child = f"{path}.{key.value}" if path else key.value
+                lines[child] = key.start_mark.line + 1
+                stack.append((child, value))
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                child = f"{path}.{index}" if path else str(index)
+                lines[child] = item.start_mark.line + 1
+                stack.append((child, item))
+    return lines
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_lines_of_yaml_and_json_match_pyyamls_node_tree(path, monkeypatch):
+    from graphnet.spec import text as spec_text
+
+    text = path.read_text()
+    expected = reference_lines(text)
+    assert spec_text.parse_text(text, None)[1] == expected
+    # JSON: compared with the YAML composer over the same JSON text (JSON is YAML here)
+    as_json = json.dumps(yaml.safe_load(text), indent=2)
+    assert spec_text.parse_text(as_json, None)[1] == reference_lines(as_json)
+    # the pure-Python loader (PyYAML without libyaml) gives the same data and lines
+    monkeypatch.setattr(spec_text, "_LOADER", yaml.SafeLoader)
+    assert spec_text.parse_text(text, None) == (yaml.safe_load(text), expected)
+
+
+def test_an_alias_is_a_copy_so_a_set_changes_one_place(write_spec):
+    text = BASE.replace("    attrs:\n      units: 10\n", "    attrs: &attrs\n      units: 10\n") + (
+        "  fc2:\n    op: linear\n    inputs:\n      x: fc\n    attrs: *attrs\n"
+    )
+    spec = load_spec(write_spec(text), overrides=["nodes.fc2.attrs.units=4"])
+    assert (spec.nodes["fc"].attrs["units"], spec.nodes["fc2"].attrs["units"]) == (10, 4)

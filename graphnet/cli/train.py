@@ -3,54 +3,134 @@ end-of-run table."""
 
 from __future__ import annotations
 
+import shlex
 import sys
 import time
+from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
-from ..errors import GraphnetError
-from .app import app
+from ..errors import DataError, GraphnetError
+from .app import command, examples
+from .spec import SET_HELP
+
+DATA_DIR_HELP = (
+    "Where the examples are: an .npz file (arrays x_train, y_train, x_test, y_test; any dataset) "
+    "or the folder of the dataset's four IDX files. Default: searched for, as said above."
+)
 
 
-@app.command()
+def data_search(flag: str) -> str:
+    """The paragraph of `run -h` and `eval -h` saying where the data is looked for (one line:
+    rich keeps line breaks, and the terminal wraps)."""
+    return (
+        f"The data: mnist and fashion-mnist are read from the first of these folders that holds "
+        f"their four IDX files: {flag} DIR, the spec's train.data.path, $GRAPHNET_DATA/NAME, "
+        "$GRAPHNET_CACHE/NAME (default ~/.cache/graphnet/NAME), /usr/share/datasets/NAME; if none "
+        "does, they are downloaded into the cache. GRAPHNET_DATA names the folder that HOLDS mnist/ "
+        "and fashion-mnist/. A spec's own data (dataset: npz or idx) is read from train.data.path, "
+        f"or from {flag} when given."
+    )
+
+
+EVAL_DATA_HELP = (
+    "Read the examples from here instead: an .npz file (arrays x_test, y_test; x_train, y_train "
+    "for --split val) or a folder of IDX files, for any dataset, as long as the examples have "
+    "the shape the model was trained on. Default: searched for, as said above."
+)
+
+
+# the spec paths of errors saying the data is not where the spec says (eval then suggests --data)
+WHERE_THE_DATA_IS = ("train.data.path", "train.data.files", "train.data.validation.file")
+
+
+class SplitName(str, Enum):
+    """What `graphnet eval` scores (typer shows the choices and refuses any other)."""
+
+    test = "test"
+    val = "val"
+
+
+@command(
+    help="Train a spec, evaluate on the test set, and write a model file.\n\n" + data_search("--data-dir"),
+    epilog=examples(
+        "graphnet run specs/fashion-mlp.yaml",
+        "GRAPHNET_DATA=../shared/data graphnet run specs/mnist-mlp.yaml --set train.epochs=5",
+        "graphnet run my-spec.yaml --data-dir my-data.npz --resume runs/mine.gnm",
+    ),
+)
 def run(
-    spec: Path = typer.Argument(..., help="Spec file with a `train:` section."),
-    set_: list[str] = typer.Option([], "--set", help="Override a field: PATH=VALUE (repeatable), e.g. train.epochs=5."),
-    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Directory holding the dataset's four IDX files."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Model file to write (default: train.output, else runs/NAME.gnm)."),
-    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Same as --set train.seed=N."),
+    spec: Path = typer.Argument(..., metavar="SPEC", readable=False, help="Spec file with a `train:` section."),
+    set_: list[str] = typer.Option(
+        [], "--set", metavar="PATH=VALUE", help=SET_HELP + " E.g. train.epochs=5."
+    ),
+    data_dir: Optional[str] = typer.Option(
+        None, "--data-dir", metavar="DIR|FILE.npz", help=DATA_DIR_HELP
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", metavar="FILE", readable=False,
+        help="Model file to write (default: train.output, else runs/NAME.gnm).",
+    ),
+    seed: Optional[int] = typer.Option(
+        None, "--seed", metavar="N", min=0, help="Same as --set train.seed=N."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing model file."),
+    resume_from: Optional[Path] = typer.Option(
+        None, "--resume", metavar="MODEL", readable=False,
+        help="Continue the run saved in MODEL (checkpointed after every epoch, and where Ctrl-C "
+        "stopped it) with the same spec, --set flags and data; it ends as if never stopped, "
+        "bit for bit. Writes MODEL again unless --out names another file.",
+    ),
 ) -> None:
-    """Train a spec, evaluate on the test set, and write a model file."""
-    from ..modelfile import check_output, save_model
+    from ..modelfile import check_output, load_model, save_model
     from ..spec import load_spec
+    from ..train.data.record import describe_record
     from ..train.loop import prepare, train, train_section
+    from ..train.resume import read_resume
     from ..train.schedule import describe
 
     overrides = list(set_) + ([f"train.seed={seed}"] if seed is not None else [])
     loaded = load_spec(spec, overrides=overrides)
     cfg = train_section(loaded)
-    output = check_output(out or cfg.output or f"runs/{loaded.name}.gnm", overwrite)
+    # A resumed run is checked (resume data, not finished, the same spec) before any data is read.
+    point = read_resume(load_model(resume_from), loaded) if resume_from is not None else None
+    if resume_from is not None and (out is None or out.resolve() == resume_from.resolve()):
+        output = check_output(resume_from, overwrite=True)  # the run goes on in its own file
+    else:
+        output = check_output(out or cfg.output or f"runs/{loaded.name}.gnm", overwrite)
     started = time.perf_counter()
     graph, roles, data = prepare(loaded, data_dir)
-    spec_dir = str(spec.resolve().parent)
+    # What the model file needs to be used without the data: the preprocessing with its fitted
+    # statistics, the classes, and a description of the data (no path on this machine: the file
+    # is used elsewhere, where `eval` finds the data by the usual search or `--data`).
+    keep = {"preprocess": data.preprocess, "classes": data.classes_record(), "data": data.description}
 
-    def checkpoint(model, log, metrics):
-        save_model(output, model, log={**log, "spec_dir": spec_dir}, metrics=metrics)
+    def checkpoint(model, log, metrics, resume=None):
+        log = {**log, "data": data.description}
+        save_model(output, model, log=log, metrics=metrics, **keep,
+                   resume=resume.header if resume else None, optimizer=resume.tensors if resume else None)
 
     val = len(data.val) if data.val is not None else 0
+    automatic = " (automatic)" if cfg.data.validation is None and val else ""
     typer.echo(
         f"{loaded.name}: {graph.param_count():,} parameters; data {data.source} "
-        f"({len(data.train):,} train / {val:,} val / {len(data.test):,} test); "
+        f"({len(data.train):,} train / {val:,} val{automatic} / {len(data.test):,} test); "
         f"{cfg.optimizer.type}, {describe(cfg.schedule, cfg.optimizer.lr, cfg.total_epochs())}, "
         f"batch {cfg.batch_size}, seed {cfg.seed}"
     )
+    for warning in data.warnings:
+        typer.echo(f"warning: {warning}")
+    typer.echo(f"preprocess: {describe_record(data.preprocess, data.classes_record())}")
+    if point is not None:
+        steps_per_epoch = -(-len(data.train) // cfg.batch_size)
+        typer.echo(f"resuming {resume_from} {point.describe(cfg.total_epochs(), steps_per_epoch)}")
     metrics = [m for m in _METRICS if m in cfg.metrics]
     progress = _make_progress(metrics)
     try:
-        result = train(loaded, checkpoint=checkpoint, progress=progress, prepared=(graph, roles, data))
+        result = train(loaded, checkpoint=checkpoint, progress=progress, prepared=(graph, roles, data),
+                       resume=point)
     finally:
         progress.close()
     if not result.epochs:
@@ -58,39 +138,80 @@ def run(
         raise typer.Exit(130)
     _print_summary(result, output, time.perf_counter() - started, metrics)
     if result.stopped == "interrupted":
+        again = ["graphnet", "run", str(spec), "--resume", str(output), *(f"--set={item}" for item in overrides)]
+        typer.echo(f"graphnet: interrupted; continue with: {shlex.join(again)}", err=True)
         raise typer.Exit(130)
 
 
-@app.command("eval")
+@command(
+    "eval",
+    help="Evaluate a model file on the test (or validation) split of the data it was trained "
+    "on, from the file alone.\n\n" + data_search("--data") + " Relative paths in train.data are "
+    "relative to the folder of the spec the model was trained from (recorded in the model file, "
+    "for people: nothing needs it); once the data has moved, point at it with --data (--data-dir "
+    "is the same option).\n\n"
+    "The test split reads only the test files and standardizes with the statistics recorded in "
+    "the model file. The validation split is held out of the training examples, so it reads the "
+    "training files (or the spec's validation file).",
+    epilog=examples(
+        "graphnet eval runs/fashion-mlp.gnm",
+        "graphnet eval runs/mnist-mlp.gnm --split val --data ../shared/data/mnist",
+        "graphnet eval runs/mine.gnm --data moved/my-data.npz",
+    ),
+)
 def eval_(
-    model: Path = typer.Argument(..., help="Model file written by `graphnet run`."),
-    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Directory holding the dataset's four IDX files."),
-    split: str = typer.Option("test", "--split", help="test or val."),
+    model: Path = typer.Argument(..., metavar="MODEL", readable=False, help="Model file written by `graphnet run`."),
+    data: Optional[str] = typer.Option(
+        None, "--data", "--data-dir", metavar="DIR|FILE.npz", help=EVAL_DATA_HELP
+    ),
+    split: SplitName = typer.Option(
+        SplitName.test, "--split", metavar="[test|val]", help="The split to score."
+    ),
 ) -> None:
-    """Evaluate a model file on its dataset's test (or validation) split, from the file alone."""
     from ..modelfile import load_model
-    from ..train.loop import evaluate, prepare
+    from ..train.data import Statistics, load_split
+    from ..train.loop import evaluate, resolve_roles
 
-    if split not in ("test", "val"):
-        raise GraphnetError(f"--split must be 'test' or 'val', received {split!r}", hint="use --split test")
-    loaded = load_model(model)
+    loaded = load_model(model)  # the graph is built once, the weights read without random init
     spec = loaded.model.spec
     if spec.train is None:
         raise GraphnetError("the model's spec has no `train:` section, so its dataset is unknown",
                             file=str(model), hint="evaluate it from Python with your own data")
-    # Relative data paths were relative to the spec the model was trained from.
-    recorded_dir = loaded.log.get("spec_dir")
-    spec_dir = Path(recorded_dir) if isinstance(recorded_dir, str) and Path(recorded_dir).is_dir() else None
-    _, roles, data = prepare(spec, data_dir, spec_dir=spec_dir)
-    part = data.test if split == "test" else data.val
-    if part is None:
-        raise GraphnetError("the spec holds out no validation split", hint="use --split test")
-    metrics = evaluate(loaded.model, part, roles)
-    typer.echo(f"{model}: {spec.name} on {split} ({len(part)} examples from {data.source})")
+    graph = loaded.model.graph
+    record = loaded.preprocess
+    statistics = Statistics(record.get("mean"), record.get("std")) if record else None
+    try:
+        roles = resolve_roles(graph, spec.train)
+        part = load_split(spec.train.data, (roles.x, spec.inputs[roles.x]), (roles.y, spec.inputs[roles.y]),
+                          split.value, statistics=statistics, data=data, flag="--data",
+                          spec_dir=Path.cwd())
+        _check_classes(graph, roles, part.classes)
+    except GraphnetError as error:
+        if error.file is None:  # about the spec the model file holds: name the model file
+            error.file = str(model)
+        if data is None and error.path in WHERE_THE_DATA_IS and spec.train.data.dataset in ("npz", "idx"):
+            trained_on = f" (the model was trained on {loaded.data})" if loaded.data else ""
+            error.hint = f"the data is not where the model's spec says: pass --data DIR|FILE.npz{trained_on}"
+        raise
+    metrics = evaluate(loaded.model, part.split, roles)
+    typer.echo(f"{model}: {spec.name} on {split.value} ({len(part.split)} examples from {part.source})")
     typer.echo(f"  loss {metrics['loss']:.4f}   error {metrics['error'] * 100:.2f}%   accuracy {metrics['accuracy'] * 100:.2f}%")
-    recorded = loaded.metrics.get(f"{split}_error")
+    recorded = loaded.metrics.get(f"{split.value}_error")
     if recorded is not None:
         typer.echo(f"  recorded when trained: error {recorded * 100:.2f}%")
+    if part.read_train and split is SplitName.test:
+        typer.echo("  note: the model file records no standardize statistics, so they were fitted again "
+                   "on the training examples")
+
+
+def _check_classes(graph: Any, roles: Any, classes: int) -> None:
+    width = graph.nodes[roles.predict].shape[-1] if graph.nodes[roles.predict].shape else 1
+    if classes > width:
+        raise DataError(
+            f"the labels hold {classes} classes (ids up to {classes - 1}) but the model's node "
+            f"'{roles.predict}' has {width} outputs",
+            hint="score it on data of the dataset it was trained on",
+        )
 
 
 # ----------------------------------------------------------------------------------------------

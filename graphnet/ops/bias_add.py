@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 from ..errors import ShapeError
-from ..op import Op, OpAttrs, Param
-
-
-class BiasAddAttrs(OpAttrs):
-    """bias_add takes no attributes."""
+from ..op import Example, Op, Param
 
 
 class BiasAdd(Op):
@@ -19,11 +15,9 @@ class BiasAdd(Op):
 
     version = 1
     inputs = ("x",)
-    Attrs = BiasAddAttrs
     params = (
         Param("b", shape=lambda attrs, shapes: (shapes["x"][-1],), init="zeros", decay=False),
     )
-    example = {"attrs": {}, "inputs": {"x": (3, 2, 4)}}
 
     def shape(self, attrs, x):
         if len(x) == 0:
@@ -44,3 +38,9 @@ class BiasAdd(Op):
         if "x" in wants:
             grads["x"] = dy
         return grads
+
+    def onnx(self, attrs, b, inputs, params):
+        return b.node("Add", [inputs["x"], params["b"]])  # ONNX broadcasts b along the last axis
+
+    def examples(self, rng):
+        return [Example(inputs={"x": rng.standard_normal((3, 2, 4))})]  # b broadcast over two axes

@@ -6,7 +6,7 @@ import numpy as np
 from pydantic import Field
 
 from ..errors import ShapeError
-from ..op import Op, OpAttrs
+from ..op import Example, Op, OpAttrs
 
 
 class ConcatAttrs(OpAttrs):
@@ -25,7 +25,6 @@ class Concat(Op):
     inputs = ("xs",)
     variadic = ("xs",)
     Attrs = ConcatAttrs
-    example = {"attrs": {}, "inputs": {"xs": [(3, 2), (3, 4)]}}
 
     def shape(self, attrs, xs):
         if len(xs) == 0:
@@ -67,3 +66,12 @@ class Concat(Op):
             bounds = np.cumsum(sizes)[:-1]
             grads["xs"] = np.split(dy, bounds, axis=axis)
         return grads
+
+    def onnx(self, attrs, b, inputs, params):
+        # a negative axis counts from the end either way; a per-sample axis k is axis k + 1 of the
+        # batched tensor
+        axis = attrs.axis if attrs.axis < 0 else attrs.axis + 1
+        return b.node("Concat", inputs["xs"], {"axis": axis})
+
+    def examples(self, rng):
+        return [Example(inputs={"xs": [rng.standard_normal((3, 2)), rng.standard_normal((3, 4))]})]

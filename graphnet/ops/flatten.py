@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ..op import Op, OpAttrs
-
-
-class FlattenAttrs(OpAttrs):
-    """flatten takes no attributes."""
+from ..op import Example, Op
 
 
 class Flatten(Op):
@@ -19,8 +15,6 @@ class Flatten(Op):
 
     version = 1
     inputs = ("x",)
-    Attrs = FlattenAttrs
-    example = {"attrs": {}, "inputs": {"x": (3, 2, 4)}}
 
     def shape(self, attrs, x):
         return (math.prod(x),)
@@ -34,3 +28,9 @@ class Flatten(Op):
         if "x" in wants:
             grads["x"] = dy.reshape(x_shape)
         return grads
+
+    def onnx(self, attrs, b, inputs, params):
+        return b.node("Flatten", [inputs["x"]], {"axis": 1})
+
+    def examples(self, rng):
+        return [Example(inputs={"x": rng.standard_normal((3, 2, 4))})]

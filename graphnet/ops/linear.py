@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from ..errors import ShapeError
-from ..op import MAX_DIM, Op, OpAttrs, Param
+from ..op import MAX_DIM, Example, Op, OpAttrs, Param
 
 
 class LinearAttrs(OpAttrs):
@@ -37,7 +37,6 @@ class Linear(Op):
         Param("b", shape=lambda attrs, shapes: (attrs.units,), init="zeros",
               enabled=lambda attrs: attrs.bias, decay=False),
     )
-    example = {"attrs": {"units": 3}, "inputs": {"x": (4, 5)}}
 
     def shape(self, attrs, x):
         if len(x) != 1:
@@ -68,3 +67,14 @@ class Linear(Op):
         if "x" in wants:
             grads["x"] = dy @ w.T
         return grads
+
+    def onnx(self, attrs, b, inputs, params):
+        # Gemm: x W (+ b); x is (N, in) since linear takes one vector per sample
+        return b.node("Gemm", [inputs["x"], params["w"]] + ([params["b"]] if "b" in params else []))
+
+    def examples(self, rng):
+        x = rng.standard_normal((4, 5))
+        return [
+            Example(attrs={"units": 3}, inputs={"x": x}),
+            Example(attrs={"units": 2, "bias": False}, inputs={"x": x}),
+        ]

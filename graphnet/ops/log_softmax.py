@@ -25,7 +25,6 @@ class LogSoftmax(Op):
     version = 1
     inputs = ("x",)
     Attrs = LogSoftmaxAttrs
-    example = {"attrs": {}, "inputs": {"x": (3, 4)}}
 
     def shape(self, attrs, x):
         if len(x) == 0:
@@ -47,3 +46,6 @@ class LogSoftmax(Op):
             s = np.exp(y)
             grads["x"] = dy - s * dy.sum(axis=-1, keepdims=True)
         return grads
+
+    def onnx(self, attrs, b, inputs, params):
+        return b.node("LogSoftmax", [inputs["x"]], {"axis": -1})

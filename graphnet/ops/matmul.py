@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 from ..errors import ShapeError
-from ..op import Example, Op, OpAttrs
-
-
-class MatMulAttrs(OpAttrs):
-    """matmul takes no attributes."""
+from ..op import Example, Op
 
 
 class MatMul(Op):
@@ -21,8 +17,6 @@ class MatMul(Op):
 
     version = 1
     inputs = ("a", "b")
-    Attrs = MatMulAttrs
-    example = {"attrs": {}, "inputs": {"a": (2, 3, 4), "b": (2, 4, 5)}}
 
     def shape(self, attrs, a, b):
         if len(a) not in (1, 2):
@@ -63,6 +57,15 @@ class MatMul(Op):
         if "b" in wants:
             grads["b"] = a.swapaxes(-1, -2) @ dy
         return grads
+
+    def onnx(self, attrs, b, inputs, params):
+        a = inputs["a"]
+        if len(b.shape(a)) == 2:
+            return b.node("MatMul", [a, inputs["b"]])  # batched (m, k) @ (k, n)
+        # a vector per sample: (N, k) -> (N, 1, k) @ (N, k, n) -> (N, 1, n) -> (N, n)
+        axis = b.constant([1])
+        row = b.node("Unsqueeze", [a, axis])
+        return b.node("Squeeze", [b.node("MatMul", [row, inputs["b"]]), axis])
 
     def examples(self, rng):
         matrices = {"a": rng.standard_normal((2, 3, 4)), "b": rng.standard_normal((2, 4, 5))}

@@ -7,7 +7,7 @@ import math
 from pydantic import Field, field_validator
 
 from ..errors import ShapeError
-from ..op import MAX_DIM, Op, OpAttrs
+from ..op import MAX_DIM, Example, Op, OpAttrs
 
 
 class ReshapeAttrs(OpAttrs):
@@ -57,7 +57,6 @@ class Reshape(Op):
     version = 1
     inputs = ("x",)
     Attrs = ReshapeAttrs
-    example = {"attrs": {"shape": [4, -1]}, "inputs": {"x": (3, 2, 6)}}
 
     def shape(self, attrs, x):
         return resolve_shape(attrs.shape, tuple(x))
@@ -72,3 +71,10 @@ class Reshape(Op):
         if "x" in wants:
             grads["x"] = dy.reshape(x_shape)
         return grads
+
+    def onnx(self, attrs, b, inputs, params):
+        # ONNX Reshape copies a 0 entry from the input: the batch axis stays as it is
+        return b.node("Reshape", [inputs["x"], b.constant([0, *attrs.shape])])
+
+    def examples(self, rng):
+        return [Example(attrs={"shape": [4, -1]}, inputs={"x": rng.standard_normal((3, 2, 6))})]

@@ -34,7 +34,6 @@ class SoftmaxCrossEntropy(Op):
     no_grad = ("labels",)
     reduces_batch = True
     Attrs = SoftmaxCrossEntropyAttrs
-    example = {"attrs": {}, "inputs": {"logits": (4, 3), "labels": (4,)}}
 
     def shape(self, attrs, logits, labels):
         if len(logits) != 1:

@@ -1,10 +1,14 @@
 """The spec: a network (and how to train it) declared in YAML or JSON.
 
-``models`` holds the pydantic models of the format, ``load`` reads a file (remembering the line
-of every key) and turns validation errors into located ones, ``overrides`` applies ``--set``.
-Loading validates the structure; the graph module then validates what needs the op registry (ops,
-roles, attributes, references, cycles, shapes). Every error names the spec path
-(``nodes.fc2.inputs.x``) and the line in the file, or the ``--set`` it came from.
+``models`` holds the pydantic models of the format; ``files`` reads a spec file (refusing, with
+what it is, a model file, an image, a directory, a FIFO, a file too large or not UTF-8);
+``text`` parses YAML or JSON into data and the line of every key, within limits (nesting, alias
+expansion, size, integer length), and ``syntax`` explains syntax errors at the line of the
+mistake; ``load`` validates and turns pydantic's errors into located ones (all of them, reported
+at once); ``overrides`` applies ``--set``. Loading validates the structure; the graph module then
+validates what needs the op registry (ops, roles, attributes, references, cycles, shapes). Every
+error names the spec path (``nodes.fc2.inputs.x``) and the line in the file, or the ``--set`` it
+came from.
 
 A minimal spec::
 

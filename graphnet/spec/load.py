@@ -1,26 +1,23 @@
-"""Loading a spec: read the text (YAML or JSON), remember the line of every key, apply ``--set``
-overrides, validate with the pydantic models, and turn pydantic's errors into one located
-:class:`~graphnet.errors.SpecError` (``file:line: dotted.path: what; received x (how to fix)``).
-
-A key given twice in one mapping is an error (YAML and JSON parsers would silently keep the last).
+"""Loading a spec: read the text (YAML or JSON) and the line of every key (``text``), apply
+``--set`` overrides, validate with the pydantic models, and turn each of pydantic's errors into a
+located :class:`~graphnet.errors.SpecError` (``file:line: dotted.path: what; received x (how to
+fix)``), all of them reported at once.
 """
 
 from __future__ import annotations
 
-import json
 import types
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Union
 
-import yaml
 from pydantic import BaseModel, Tag, ValidationError
 
-from ..errors import SpecError, closest, did_you_mean, first_to_report
+from ..errors import MAX_REPORTED, SpecError, clip, did_you_mean, raise_all, short, to_report
+from .files import read_spec_file
 from .models import Spec, SpecRule, dotted, place
 from .overrides import apply_override
-
-_MERGE_TAG = "tag:yaml.org,2002:merge"
+from .text import parse_text
 
 
 def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
@@ -28,23 +25,22 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
 
     ``overrides`` are ``dotted.path=value`` strings (the CLI's ``--set``), applied before
     validation so they are validated exactly like the file. Graph-level checks (ops, roles,
-    shapes) are done by :func:`graphnet.graph.build_graph`.
+    shapes) are done by :func:`graphnet.graph.build_graph`. A file that is not a spec (a model
+    file, an image, a directory, a FIFO, too large, not UTF-8) is a SpecError saying what it is.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise SpecError(
-            f"cannot read spec: {error.strerror or error}",
-            file=str(path),
-            hint="check the path",
-        ) from None
+    text = read_spec_file(path)
     return parse_spec(text, file=str(path), overrides=overrides)
 
 
 def parse_spec(text: str, file: str | None = None, overrides: list[str] | None = None) -> Spec:
-    """Parse spec text (YAML or JSON; JSON is tried first when the text starts with '{')."""
-    data, lines = _parse_text(text, file)
+    """Parse spec text (YAML or JSON; JSON when the text starts with '{')."""
+    data, lines = parse_text(text, file)
+    if data is None:
+        raise SpecError(
+            "the spec holds no data (it is empty or only comments)", file=file,
+            hint="a spec starts with keys such as `name:` and `inputs:`",
+        )
     if not isinstance(data, dict):
         raise SpecError(
             f"the spec must be a mapping at the top level, received {type(data).__name__}",
@@ -64,13 +60,17 @@ def validate_spec_data(
     overrides: list[str] | None = None,
 ) -> Spec:
     """Validate raw spec data. ``lines`` maps dotted spec paths to lines of ``file``; an error in
-    a value one of ``overrides`` set is reported against that ``--set``."""
+    a value one of ``overrides`` set is reported against that ``--set``. Every error found is
+    reported (``raise_all``: the first raised, the others in its ``more``), in file order."""
     lines = lines or {}
     overrides = list(overrides or [])
+    errors: list[SpecError] = []
     try:
         spec = Spec.model_validate(data)
     except ValidationError as error:
-        raise _spec_error_from_pydantic(error, data, file, lines, overrides) from None
+        errors, total = _spec_errors_from_pydantic(error, data, file, lines, overrides)
+    if errors:
+        raise_all(errors, total)  # outside the except: no pydantic traceback chained to it
     spec._file = file
     spec._lines = lines
     spec._overrides = overrides
@@ -78,167 +78,64 @@ def validate_spec_data(
 
 
 # ----------------------------------------------------------------------------------------------
-# Text -> data, and the line of every key
+# pydantic's errors -> located SpecErrors, one per mistake
 # ----------------------------------------------------------------------------------------------
 
 
-def _parse_text(text: str, file: str | None) -> tuple[Any, dict[str, int]]:
-    is_json = text.lstrip().startswith("{")
-    # Valid JSON has no raw tab inside a string, so tabs are whitespace that YAML's composer
-    # (which gives the lines of JSON too) would refuse.
-    lines = _line_map(text.replace("\t", " ") if is_json else text, file)
-    if is_json:
-        try:
-            data = json.loads(text, object_pairs_hook=_json_mapping(file))
-        except json.JSONDecodeError as error:
-            raise SpecError(
-                f"invalid JSON: {error.msg}", file=file, line=error.lineno,
-                hint="fix the JSON syntax at that line",
-            ) from None
-    else:
-        try:
-            data = yaml.load(text, Loader=_loader(file))  # a SafeLoader: plain data only
-        except yaml.YAMLError as error:
-            mark = getattr(error, "problem_mark", None)
-            problem = getattr(error, "problem", None) or str(error)
-            raise SpecError(
-                f"invalid YAML: {problem}", file=file,
-                line=mark.line + 1 if mark is not None else None,
-                hint="fix the YAML syntax at that line",
-            ) from None
-    return data, lines
-
-
-def _duplicate(
-    key: Any, first: int | None, file: str | None, line: int | None, path: str | None = None
-) -> SpecError:
-    where = f" (first at line {first})" if first is not None else ""
-    return SpecError(
-        f"duplicate key '{key}'{where}", path=path, file=file, line=line,
-        hint="a key may appear once in a mapping; remove or rename one",
-    )
-
-
-def _loader(file: str | None) -> type[yaml.SafeLoader]:
-    class SpecLoader(yaml.SafeLoader):
-        """A SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
-
-        def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-            seen: dict[Any, int] = {}
-            for key_node, _ in node.value:
-                if key_node.tag == _MERGE_TAG:
-                    continue  # `<<: *base` then a key of base is an override, not a duplicate
-                key = self.construct_object(key_node, deep=True)
-                try:
-                    first = seen.get(key)
-                except TypeError:
-                    continue  # an unhashable key: the base class reports it
-                line = key_node.start_mark.line + 1
-                if first is not None:
-                    raise _duplicate(key, first, file, line)
-                seen[key] = line
-            return super().construct_mapping(node, deep=deep)
-
-    return SpecLoader
-
-
-def _json_mapping(file: str | None):
-    def build(pairs: list[tuple[str, Any]]) -> dict:
-        mapping: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in mapping:
-                raise _duplicate(key, None, file, None)
-            mapping[key] = value
-        return mapping
-
-    return build
-
-
-def _line_map(text: str, file: str | None) -> dict[str, int]:
-    """Dotted spec path -> 1-based line, from YAML's node tree (JSON is read by the same
-    composer). A key given twice in one mapping is reported here, with its path and both lines."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return {}  # the parser reports the syntax error
-    lines: dict[str, int] = {}
-    stack: list[tuple[str, Any]] = [("", root)]
-    visited: set[int] = set()  # an alias reaches a node twice (or, recursive, forever)
-    while stack:  # iterative walk, in document order
-        path, node = stack.pop()
-        if id(node) in visited:
-            continue
-        visited.add(id(node))
-        children: list[tuple[str, Any]] = []
-        if isinstance(node, yaml.MappingNode):
-            seen: dict[tuple, int] = {}
-            for key_node, value_node in node.value:
-                if key_node.tag == _MERGE_TAG or not isinstance(key_node, yaml.ScalarNode):
-                    continue
-                child = f"{path}.{key_node.value}" if path else str(key_node.value)
-                line = key_node.start_mark.line + 1
-                identity = (key_node.tag, key_node.value)
-                if identity in seen:
-                    raise _duplicate(key_node.value, seen[identity], file, line, child)
-                seen[identity] = line
-                lines[child] = line
-                children.append((child, value_node))
-        elif isinstance(node, yaml.SequenceNode):
-            for index, item in enumerate(node.value):
-                child = f"{path}.{index}" if path else str(index)
-                lines[child] = item.start_mark.line + 1
-                children.append((child, item))
-        stack.extend(reversed(children))
-    return lines
-
-
-# ----------------------------------------------------------------------------------------------
-# pydantic's errors -> one located SpecError
-# ----------------------------------------------------------------------------------------------
-
-
-def _spec_error_from_pydantic(
+def _spec_errors_from_pydantic(
     error: ValidationError, data: dict, file: str | None, lines: dict[str, int], overrides: list[str]
-) -> SpecError:
-    errors = error.errors()
-    first = first_to_report(errors)
-    kind = first["type"]
-    loc = tuple(first["loc"])
+) -> tuple[list[SpecError], int]:
+    """One located SpecError per mistake pydantic found, in the order of the file (errors from
+    a --set after those of the file), and how many mistakes there were. The "missing" twin of a
+    typo is dropped (``to_report``), and pydantic's several errors for one value (one per member
+    of a union) become one. Only the first few are located (a list of 100,000 bad entries would
+    take seconds): no more are shown than ``MAX_REPORTED``."""
+    errors: list[SpecError] = []
+    paths: set[tuple] = set()
+    reported = to_report(error.errors())
+    for found in reported[: 4 * MAX_REPORTED]:
+        spec_error, path = _one_error(found, data)
+        if path in paths:
+            continue  # a value that fits no member of a union: the first member's error says it
+        paths.add(path)
+        # An error in a value that came from --set is reported against the --set, not the file.
+        place(spec_error, path, file, lines, overrides)
+        errors.append(spec_error)
+    in_file = [e for e in errors if e.file == file]
+    from_set = [e for e in errors if e.file != file]
+    in_file.sort(key=lambda e: e.line if e.line is not None else 0)
+    total = len(errors) if len(reported) <= 4 * MAX_REPORTED else len(reported)
+    return in_file + from_set, total
+
+
+def _one_error(found: dict, data: dict) -> tuple[SpecError, tuple]:
+    """A SpecError (not yet located) for one of pydantic's errors, and its spec path."""
+    kind = found["type"]
+    loc = tuple(found["loc"])
     path = _data_path(loc, data, names_key=kind in ("missing", "extra_forbidden"))
-    cause = first.get("ctx", {}).get("error") if kind == "value_error" else None
+    cause = found.get("ctx", {}).get("error") if kind == "value_error" else None
     if isinstance(cause, SpecRule):
         path += cause.at
-    received = first.get("input")
-    uncounted = 1
+    received = found.get("input")
     if kind == "extra_forbidden":
-        key = path[-1] if path else "?"
+        key = clip(str(path[-1])) if path else "?"
         known = _fields_at(loc[:-1])
         message = f"unknown key '{key}'"
         hint = did_you_mean(str(key), known, "allowed keys") if known else "remove it"
-        if _is_misspelling(first, errors):
-            uncounted = 2  # the typo's "missing" twin is the same mistake
     elif kind == "missing":
-        message = f"missing required key '{path[-1] if path else '?'}'"
+        message = f"missing required key '{clip(str(path[-1])) if path else '?'}'"
         hint = "add it"
+    elif kind == "union_tag_not_found":  # a section of several kinds that does not say which
+        message = f"missing required key {found.get('ctx', {}).get('discriminator', 'type')}"
+        tags = _type_tags_at(loc)
+        hint = f"add `type:`, one of: {', '.join(tags)}" if tags else "add it"
     else:
-        message = str(cause) if cause is not None else first["msg"]
+        message = str(cause) if cause is not None else found["msg"]
         if not isinstance(received, dict):  # a rule about a whole mapping names its values
-            message += f"; received {_short(received)}"
-        hint = cause.hint if isinstance(cause, SpecRule) and cause.hint else _hint_for(kind, first)
-    others = len(errors) - uncounted
-    if others > 0:
-        message += f" (+{others} more error{'s' if others > 1 else ''})"
-    error = SpecError(message, path=dotted(path) or "<top>", hint=hint)
-    # An error in a value that came from --set is reported against the --set, not the file.
-    place(error, path, file, lines, overrides)
-    return error
-
-
-def _is_misspelling(extra: dict, errors: list[dict]) -> bool:
-    """Is the unknown key of ``extra`` close to a key reported missing in the same mapping?"""
-    parent = tuple(extra["loc"][:-1])
-    missing = [str(e["loc"][-1]) for e in errors if e["type"] == "missing" and tuple(e["loc"][:-1]) == parent]
-    return closest(str(extra["loc"][-1]), missing) is not None
+            message += f"; received {short(received)}"
+        hint = cause.hint if isinstance(cause, SpecRule) and cause.hint else _hint_for(kind, found)
+    shown = dotted(tuple(clip(str(part)) for part in path))  # a key may be 10 MB long
+    return SpecError(message, path=shown or "<top>", hint=hint), path
 
 
 def _data_path(loc: tuple, data: Any, names_key: bool = True) -> tuple:
@@ -269,18 +166,36 @@ def _data_path(loc: tuple, data: Any, names_key: bool = True) -> tuple:
 def _fields_at(loc: tuple) -> list[str]:
     """The keys allowed in the mapping at pydantic's location ``loc`` (union tags included), for
     "did you mean" on an unknown key."""
+    annotation = _annotation_at(loc)
+    return list(annotation.model_fields) if _is_model(annotation) else []
+
+
+def _type_tags_at(loc: tuple) -> list[str]:
+    """The `type:` values the union of sections at ``loc`` accepts (the optimizer's
+    'sgd', 'adam', 'adamw'), for a section that does not say its type."""
+    tags: list[str] = []
+    for member in typing.get_args(_annotation_at(loc)):
+        member = _unwrap(member)
+        field = member.model_fields.get("type") if _is_model(member) else None
+        if field is not None:
+            tags += [str(tag) for tag in typing.get_args(field.annotation)]
+    return tags
+
+
+def _annotation_at(loc: tuple) -> Any:
+    """The type that validates the value at pydantic's location ``loc`` (None if unknown)."""
     annotation: Any = Spec
     parts = list(loc)
     while True:
         annotation = _unwrap(annotation)
         if not parts:
-            break
+            return annotation
         part = parts.pop(0)
         origin = typing.get_origin(annotation)
         if _is_model(annotation):
             field = annotation.model_fields.get(part)
             if field is None:
-                return []
+                return None
             annotation = field.annotation
         elif origin in (Union, types.UnionType):
             annotation = _union_member(annotation, part)
@@ -289,8 +204,7 @@ def _fields_at(loc: tuple) -> list[str]:
         elif origin is dict:
             annotation = typing.get_args(annotation)[1]
         else:
-            return []
-    return list(annotation.model_fields) if _is_model(annotation) else []
+            return None
 
 
 def _is_model(annotation: Any) -> bool:
@@ -343,8 +257,3 @@ def _hint_for(kind: str, err: dict) -> str | None:
     if kind == "union_tag_invalid":
         return "set `type:` to one of " + str(err.get("ctx", {}).get("expected_tags"))
     return None
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import numbers
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Mapping, Optional, Sequence, Union
 
 from pydantic import (
     BaseModel,
@@ -24,18 +24,31 @@ from pydantic import (
     model_validator,
 )
 
-from ..errors import GraphnetError, SpecError
+from ..errors import GraphnetError, SpecError, clip
 from .overrides import override_for
 
 FORMAT_VERSION = 1
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=128)]
 
+# Upper bounds: far beyond any real use, low enough that a typo (an extra zero, 2**31 units) is
+# an error when the spec loads instead of a MemoryError or an overflow minutes into a run.
+MAX_DIM = 1 << 24  # the size of one axis; the same as graphnet.op.MAX_DIM (checked by a test)
+MAX_RANK = 16  # axes of an input's per-sample shape
+MAX_NODES = 100_000  # nodes of a graph, the `layers:` shorthand's included
+MAX_EPOCHS = 100_000
+MAX_BATCH = 1 << 20
+MAX_EXAMPLES = 1_000_000_000  # a validation count or a limit
+MAX_SEED = 2**32 - 1
+Dim = Annotated[int, Field(ge=1, le=MAX_DIM)]
+Epochs = Annotated[int, Field(ge=1, le=MAX_EPOCHS)]
+
 
 class StrictModel(BaseModel):
-    """Unknown keys are errors (with a "did you mean" added by the loader)."""
+    """Unknown keys are errors (with a "did you mean" added by the loader); a float field refuses
+    inf and nan (`lr: .inf` would pass `gt=0`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class SpecRule(ValueError):
@@ -60,41 +73,64 @@ class SpecRule(ValueError):
 class InputSpec(StrictModel):
     """A graph input: its per-sample shape (no batch axis) and dtype."""
 
-    shape: list[Annotated[int, Field(ge=1)]] = Field(description="per-sample shape, e.g. [784]")
+    shape: list[Dim] = Field(max_length=MAX_RANK, description="per-sample shape, e.g. [784]")
     dtype: Literal["float32", "float64", "int64", "int32", "uint8"] = "float32"
 
 
 class NodeSpec(StrictModel):
     """A node: an op applied to other nodes or inputs, each bound to one of the op's roles."""
 
-    op: str = Field(description="registered op name (see `graphnet ops`)")
+    op: str = Field(max_length=128, description="registered op name (see `graphnet ops`)")
     inputs: dict[str, Union[Name, list[Name]]] = Field(
         default_factory=dict, description="role -> node or input name (a list for variadic roles)"
     )
     attrs: dict[str, Any] = Field(default_factory=dict, description="the op's attributes")
 
 
+NO_OP = "none"  # `output_activation: none`, `loss: none`: no such node
+
+
 class LayersSpec(StrictModel):
     """Shorthand for a plain chain: ``sizes: [784, 200, 100, 10]`` becomes linear layers
-    ``fc1..fc3`` with an activation after each hidden one, an optional dropout, and a loss."""
+    ``fc1..fc3`` with an activation after each hidden one, an optional dropout, and a loss.
+
+    The activations and the loss are op names: any installed op fits (a plugin's too). Which ones
+    fit, and the roles their inputs are bound to, come from the ops themselves, so they are
+    checked where the ops are known, when the graph is built (graphnet.graph)."""
 
     input: Name = Field(description="the graph input the chain starts from")
-    sizes: list[Annotated[int, Field(ge=1)]] = Field(
-        min_length=2, description="input features, then the units of each linear layer"
+    sizes: list[Dim] = Field(
+        min_length=2, max_length=MAX_NODES + 1,
+        description="input features, then the units of each linear layer",
     )
-    activation: Literal["relu", "leaky_relu", "sigmoid", "tanh"] = "relu"
+    activation: Name = Field(
+        "relu", description="op after each hidden layer: any op with one input and default "
+        "attributes (relu, leaky_relu, sigmoid, tanh, a plugin's; see `graphnet ops`)",
+    )
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout rate after each activation")
-    output_activation: Literal["softmax", "sigmoid", "none"] = "none"
+    output_activation: Name = Field(
+        NO_OP, description="op after the last layer (softmax, sigmoid, ...), or none"
+    )
     init: Literal["he_normal", "glorot_uniform", "lecun_normal"] = "he_normal"
-    loss: Literal["softmax_cross_entropy", "cross_entropy", "mse", "none"] = "softmax_cross_entropy"
+    loss: Name = Field(
+        "softmax_cross_entropy", description="loss op (softmax_cross_entropy, cross_entropy, mse, "
+        "a plugin's: two inputs, the prediction then the labels), or none",
+    )
     labels: Name | None = Field(None, description="the graph input holding the labels")
     loss_attrs: dict[str, Any] = Field(default_factory=dict, description="attributes of the loss op")
 
     @model_validator(mode="after")
     def _labels_for_loss(self) -> "LayersSpec":
-        if self.loss != "none" and self.labels is None:
+        if self.loss != NO_OP and self.labels is None:
             raise ValueError(f"loss '{self.loss}' needs `labels:` naming the label input")
         return self
+
+    def node_count(self) -> int:
+        """How many nodes the shorthand stands for (see ``expand_layers``)."""
+        linear = len(self.sizes) - 1
+        per_hidden = 2 if self.dropout > 0 else 1  # activation (+ dropout) after each hidden one
+        extra = (self.output_activation != NO_OP) + (self.loss != NO_OP)
+        return linear + per_hidden * (linear - 1) + extra
 
 
 # ----------------------------------------------------------------------------------------------
@@ -122,6 +158,12 @@ def _validation_kind(value: Any) -> str:
     return "count"
 
 
+# `validation:` left out holds out this share of the training examples, at most the cap (the
+# training data code, graphnet.train.data.split, computes it: it knows how many there are).
+AUTO_VALIDATION_PERCENT = 10
+AUTO_VALIDATION_CAP = 5000
+
+
 class DataSpec(StrictModel):
     """Where the examples come from."""
 
@@ -135,15 +177,23 @@ class DataSpec(StrictModel):
     keys: dict[Literal["x_train", "y_train", "x_test", "y_test", "x_val", "y_val"], str] | None = (
         Field(None, description="array names inside an .npz when they are not the default ones")
     )
-    validation: Annotated[
-        Union[
-            Annotated[int, Field(ge=0), Tag("count")],
-            Annotated[float, Field(gt=0, lt=1), Tag("fraction")],
-            Annotated[ValidationFile, Tag("file")],
-        ],
-        Discriminator(_validation_kind),
-    ] = Field(5000, description="examples held out of training: a count, a fraction or a file")
-    limit: Annotated[int, Field(ge=1)] | None = Field(
+    validation: Optional[
+        Annotated[
+            Union[
+                Annotated[int, Field(ge=0, le=MAX_EXAMPLES), Tag("count")],
+                Annotated[float, Field(gt=0, lt=1), Tag("fraction")],
+                Annotated[ValidationFile, Tag("file")],
+            ],
+            Discriminator(_validation_kind),
+        ]
+    ] = Field(
+        None,
+        description=(
+            "examples held out of training: a count, a fraction or a file; left out (null), "
+            f"{AUTO_VALIDATION_PERCENT}% of the training examples, at most {AUTO_VALIDATION_CAP:,}"
+        ),
+    )
+    limit: Annotated[int, Field(ge=1, le=MAX_EXAMPLES)] | None = Field(
         None, description="use only the first N training examples (quick tries)"
     )
     preprocess: PreprocessSpec = Field(default_factory=PreprocessSpec)
@@ -154,8 +204,8 @@ class DataSpec(StrictModel):
     @classmethod
     def _validation_is_count_fraction_or_file(cls, value: Any) -> Any:
         # One message for every wrong value, instead of one error per member of the union.
-        if isinstance(value, (dict, ValidationFile)):
-            return value
+        if value is None or isinstance(value, (dict, ValidationFile)):
+            return value  # None: the automatic split
         if isinstance(value, numbers.Real) and not isinstance(value, bool):
             if isinstance(value, numbers.Integral) or float(value).is_integer():
                 if value >= 0:
@@ -164,7 +214,10 @@ class DataSpec(StrictModel):
                 return float(value)
         raise SpecRule(
             "validation must be a count >= 0, a fraction in (0, 1), or {file: ...}",
-            hint="for example validation: 5000, validation: 0.1 or validation: {file: val.npz}",
+            hint=(
+                "for example validation: 5000, validation: 0.1 or validation: {file: val.npz}; "
+                f"leave it out for the automatic {AUTO_VALIDATION_PERCENT}% (at most {AUTO_VALIDATION_CAP:,})"
+            ),
         )
 
     @model_validator(mode="after")
@@ -180,9 +233,10 @@ class DataSpec(StrictModel):
             )
         val_keys = sorted(keys & {"x_val", "y_val"})
         if val_keys and not isinstance(self.validation, ValidationFile):
+            shown = "automatic" if self.validation is None else repr(self.validation)
             raise ValueError(
                 f"keys {val_keys} name arrays of a validation file, but validation is "
-                f"{self.validation!r}; set validation: {{file: val.npz}}"
+                f"{shown}; set validation: {{file: val.npz}}"
             )
         return self
 
@@ -216,32 +270,32 @@ OptimizerSpec = Annotated[Union[SGDSpec, AdamSpec], Field(discriminator="type")]
 
 
 class Stage(StrictModel):
-    epochs: int = Field(ge=1)
+    epochs: Epochs
     lr: float = Field(gt=0)
 
 
 class ConstantSchedule(StrictModel):
     type: Literal["constant"] = "constant"
-    warmup_epochs: float = Field(0, ge=0, description="linear warm-up from 0 over these epochs")
+    warmup_epochs: float = Field(0, ge=0, le=MAX_EPOCHS, description="linear warm-up from 0 over these epochs")
 
 
 class PiecewiseSchedule(StrictModel):
     type: Literal["piecewise"] = "piecewise"
-    stages: list[Stage] = Field(min_length=1)
-    warmup_epochs: float = Field(0, ge=0)
+    stages: list[Stage] = Field(min_length=1, max_length=1000)
+    warmup_epochs: float = Field(0, ge=0, le=MAX_EPOCHS)
 
 
 class StepSchedule(StrictModel):
     type: Literal["step"] = "step"
-    step_epochs: int = Field(ge=1, description="multiply the rate by gamma every this many epochs")
+    step_epochs: Epochs = Field(description="multiply the rate by gamma every this many epochs")
     gamma: float = Field(0.1, gt=0)
-    warmup_epochs: float = Field(0, ge=0)
+    warmup_epochs: float = Field(0, ge=0, le=MAX_EPOCHS)
 
 
 class CosineSchedule(StrictModel):
     type: Literal["cosine"] = "cosine"
     min_lr: float = Field(0.0, ge=0)
-    warmup_epochs: float = Field(0, ge=0)
+    warmup_epochs: float = Field(0, ge=0, le=MAX_EPOCHS)
 
 
 ScheduleSpec = Annotated[
@@ -252,7 +306,7 @@ ScheduleSpec = Annotated[
 
 class KeepBestSpec(StrictModel):
     metric: Literal["val_loss", "val_error", "val_accuracy"] = "val_error"
-    patience: Annotated[int, Field(ge=1)] | None = Field(
+    patience: Epochs | None = Field(
         None, description="stop after this many epochs without improvement"
     )
 
@@ -261,7 +315,7 @@ class AugmentSpec(StrictModel):
     """Random changes to each training example, drawn anew every epoch (never at evaluation)."""
 
     shift: int = Field(0, ge=0, le=8, description="shift each image by up to this many pixels in x and y")
-    image_shape: list[Annotated[int, Field(ge=1)]] = Field(
+    image_shape: list[Dim] = Field(
         default_factory=lambda: [28, 28], min_length=2, max_length=2,
         description="height and width of the images the examples hold (flattened or not)",
     )
@@ -270,9 +324,9 @@ class AugmentSpec(StrictModel):
 class TrainSpec(StrictModel):
     data: DataSpec = Field(default_factory=DataSpec)
     augment: AugmentSpec | None = None
-    batch_size: int = Field(64, ge=1)
-    epochs: int | None = Field(None, ge=1, description="defaults to the sum of the schedule's stages")
-    seed: int = Field(0, ge=0)
+    batch_size: int = Field(64, ge=1, le=MAX_BATCH)
+    epochs: Epochs | None = Field(None, description="defaults to the sum of the schedule's stages")
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     loss: Name = Field("loss", description="the node whose output is minimized")
     predict: Name | None = Field(
         None, description="the node whose argmax is the prediction (default: the loss's first input)"
@@ -298,6 +352,11 @@ class TrainSpec(StrictModel):
     def _epochs(self) -> "TrainSpec":
         if isinstance(self.schedule, PiecewiseSchedule):
             total = sum(stage.epochs for stage in self.schedule.stages)
+            if total > MAX_EPOCHS:
+                raise SpecRule(
+                    f"the schedule's stages add up to {total:,} epochs, more than {MAX_EPOCHS:,}",
+                    hint="use fewer epochs per stage",
+                )
             if self.epochs is None:
                 self.epochs = total
             elif self.epochs != total:
@@ -321,7 +380,10 @@ class TrainSpec(StrictModel):
         validation = self.data.validation
         if self.keep_best is None or isinstance(validation, ValidationFile) or validation != 0:
             return self
-        fix = "set keep_best: null or hold out a validation split, e.g. validation: 5000, 0.1 or {file: ...}"
+        fix = (
+            "set keep_best: null or hold out a validation split, e.g. validation: 5000, 0.1, "
+            "{file: ...}, or leave validation out for the automatic split"
+        )
         if self.keep_best.patience is not None:
             raise SpecRule(
                 "early stopping needs a validation split, but validation is 0 "
@@ -350,10 +412,10 @@ class Spec(StrictModel):
     format: Literal[1] = Field(FORMAT_VERSION, description="spec format version")
     name: Name
     description: str = ""
-    inputs: dict[Name, InputSpec] = Field(min_length=1)
+    inputs: dict[Name, InputSpec] = Field(min_length=1, max_length=MAX_NODES)
     layers: LayersSpec | None = None
-    nodes: dict[Name, NodeSpec] = Field(default_factory=dict)
-    outputs: list[Name] = Field(default_factory=list, description="nodes returned by forward")
+    nodes: dict[Name, NodeSpec] = Field(default_factory=dict, max_length=MAX_NODES)
+    outputs: list[Name] = Field(default_factory=list, max_length=MAX_NODES, description="nodes returned by forward")
     train: TrainSpec | None = None
 
     # Where it came from, for error messages: the file and a map of dotted spec path -> line.
@@ -361,16 +423,31 @@ class Spec(StrictModel):
     _lines: dict[str, int] = PrivateAttr(default_factory=dict)
     # The --set overrides applied when loading: an error in a value they set points at them.
     _overrides: list[str] = PrivateAttr(default_factory=list)
+    # The input roles of the `layers:` shorthand's ops, learnt when a graph is built from the spec
+    # (the ops know them, the spec does not): see all_nodes.
+    _roles: dict[str, list[str]] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _needs_nodes(self) -> "Spec":
         if self.layers is None and not self.nodes:
             raise ValueError("the spec declares no `nodes:` and no `layers:`")
+        count = len(self.nodes) + (self.layers.node_count() if self.layers is not None else 0)
+        if count > MAX_NODES:
+            raise SpecRule(
+                f"the graph has {count:,} nodes, more than the limit of {MAX_NODES:,}",
+                hint=f"graphnet builds graphs of up to {MAX_NODES:,} nodes; use fewer, wider layers",
+            )
         return self
 
-    def all_nodes(self) -> dict[str, NodeSpec]:
-        """The node graph, with the `layers:` shorthand expanded (its nodes come first)."""
-        nodes = expand_layers(self.layers) if self.layers is not None else {}
+    def all_nodes(self, roles: Roles | None = None) -> dict[str, NodeSpec]:
+        """The node graph, with the `layers:` shorthand expanded (its nodes come first).
+
+        ``roles`` gives the input roles of the shorthand's ops (see ``expand_layers``); by default
+        the ones learnt when a graph was built from this spec (``learn_roles``). Before that, the
+        op names and the node names are right but the shorthand's roles are placeholders."""
+        if roles is None:
+            roles = self._roles
+        nodes = expand_layers(self.layers, roles) if self.layers is not None else {}
         for name, node in self.nodes.items():
             if name in nodes:
                 raise self.error(
@@ -380,6 +457,11 @@ class Spec(StrictModel):
                 )
             nodes[name] = node
         return nodes
+
+    def learn_roles(self, roles: Roles) -> None:
+        """Remember the input roles of the shorthand's ops (graph building calls it), so that
+        later ``all_nodes()`` calls bind the real roles."""
+        self._roles = {op: list(names) for op, names in roles.items()}
 
     def output_names(self) -> list[str]:
         if self.outputs:
@@ -454,7 +536,7 @@ def place(
     of the deepest key along ``path`` that ``lines`` (dotted path -> line) has."""
     item = override_for(dotted(path), overrides, lines)
     if item is not None:
-        error.file, error.line = f"--set {item}", None
+        error.file, error.line = f"--set {clip(item, 200)}", None
         return
     error.file = file
     parts = [str(part) for part in path]
@@ -463,8 +545,25 @@ def place(
         parts.pop()
 
 
-def expand_layers(layers: LayersSpec) -> dict[str, NodeSpec]:
-    """``sizes: [784, 200, 100, 10]`` -> fc1, relu1, fc2, relu2, fc3 (+ softmax) + loss."""
+# op name -> its input roles, in order: how the `layers:` shorthand learns the roles to bind
+Roles = Mapping[str, Sequence[str]]
+
+
+def expand_layers(layers: LayersSpec, roles: Roles | None = None) -> dict[str, NodeSpec]:
+    """``sizes: [784, 200, 100, 10]`` -> fc1, relu1, fc2, relu2, fc3 (+ softmax) + loss.
+
+    An activation's one input and the loss's two (the prediction, then the labels) are bound to
+    the roles ``roles`` gives for their op (graphnet.graph passes the registry's). An op missing
+    from ``roles`` gets placeholder roles, ``0`` and ``1`` (the position): right enough to list
+    the nodes and their ops without the registry, never used to build a graph."""
+    roles = roles or {}
+
+    def bind(op: str, *sources: str) -> dict[str, str]:
+        names = list(roles.get(op, ()))
+        if len(names) != len(sources):
+            names = [str(index) for index in range(len(sources))]
+        return dict(zip(names, sources))
+
     nodes: dict[str, NodeSpec] = {}
     previous = layers.input
     count = len(layers.sizes) - 1
@@ -475,25 +574,19 @@ def expand_layers(layers: LayersSpec) -> dict[str, NodeSpec]:
         previous = fc
         if i < count:
             act = f"{layers.activation}{i}"
-            nodes[act] = NodeSpec(op=layers.activation, inputs={"x": previous})
+            nodes[act] = NodeSpec(op=layers.activation, inputs=bind(layers.activation, previous))
             previous = act
             if layers.dropout > 0:
                 drop = f"dropout{i}"
                 nodes[drop] = NodeSpec(op="dropout", inputs={"x": previous}, attrs={"rate": layers.dropout})
                 previous = drop
-    if layers.output_activation != "none":
-        nodes[layers.output_activation] = NodeSpec(op=layers.output_activation, inputs={"x": previous})
-        previous = layers.output_activation
-    if layers.loss != "none":
-        roles = {
-            "softmax_cross_entropy": ("logits", "labels"),
-            "cross_entropy": ("probs", "labels"),
-            "mse": ("pred", "target"),
-        }[layers.loss]
+    if layers.output_activation != NO_OP:
+        op = layers.output_activation
+        nodes[op] = NodeSpec(op=op, inputs=bind(op, previous))
+        previous = op
+    if layers.loss != NO_OP:
         assert layers.labels is not None  # checked by LayersSpec
         nodes["loss"] = NodeSpec(
-            op=layers.loss, inputs={roles[0]: previous, roles[1]: layers.labels}, attrs=layers.loss_attrs
+            op=layers.loss, inputs=bind(layers.loss, previous, layers.labels), attrs=layers.loss_attrs
         )
     return nodes
-
-

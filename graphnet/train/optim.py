@@ -107,9 +107,14 @@ class Optimizer:
     def state(self) -> State:
         """Everything needed to resume bit-identically: the step count and copies of the buffers."""
         state: State = {"step": self.steps}
-        for name in self.buffer_names:
-            state[name] = getattr(self, "_" + name).copy()
+        for name, buffer in self.buffers().items():
+            state[name] = buffer.copy()
         return state
+
+    def buffers(self) -> dict[str, np.ndarray]:
+        """The state buffers themselves, by name (no copy: a checkpoint writes them as they are).
+        They change at the next ``step``; never write to them."""
+        return {name: getattr(self, "_" + name) for name in self.buffer_names}
 
     def load_state(self, state: Mapping[str, object]) -> None:
         """Restore a ``state()``; checks names, sizes and dtypes before changing anything."""

@@ -1,4 +1,5 @@
-"""Two helpers every data module uses: paths relative to the spec, and one-line messages."""
+"""Helpers every data module uses: paths relative to the spec, where an error points, and
+one-line messages."""
 
 from __future__ import annotations
 
@@ -19,3 +20,10 @@ def one_line(text: object) -> str:
 
     Messages quote errors from numpy, zipfile and urllib; an error is printed on ONE line."""
     return " ".join(str(text).split())
+
+
+def located(where: str) -> dict[str, str]:
+    """The keyword arguments of a DataError about what ``where`` named: a spec path such as
+    ``train.data.path`` (the training code locates it in the spec file), or a command-line flag
+    such as ``--data-dir x.npz`` (shown as the error's place as it is: not a spec path)."""
+    return {"file": where} if where.startswith("--") else {"path": where}

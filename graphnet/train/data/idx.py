@@ -99,6 +99,16 @@ def find_idx_files(directory: Path) -> tuple[dict[str, Path], list[str]]:
 
 def read_idx_files(files: dict[str, Path], where: str) -> tuple[Split, Split]:
     """(train, test) from the four files, by role; ``where`` is the spec path for errors."""
+    arrays = read_idx_roles(files, where)
+    return (
+        pair(arrays, "x_train", "y_train", files, where),
+        pair(arrays, "x_test", "y_test", files, where),
+    )
+
+
+def read_idx_roles(files: dict[str, Path], where: str) -> dict[str, np.ndarray]:
+    """role -> array of each file in ``files`` (only those: scoring the test split reads the two
+    test files, never the 47 MB of training images); ``where`` is the spec path for errors."""
     arrays = {}
     for role, file in files.items():
         try:
@@ -106,14 +116,14 @@ def read_idx_files(files: dict[str, Path], where: str) -> tuple[Split, Split]:
         except DataError as error:
             error.path = error.path or where
             raise
-    return (
-        pair(arrays, "x_train", "y_train", files, where),
-        pair(arrays, "x_test", "y_test", files, where),
-    )
+    return arrays
 
 
 def _read_bytes(path: Path) -> bytes:
     """The file's bytes, decompressed when they start with the gzip magic."""
+    if path.exists() and not path.is_file():  # reading a FIFO would block forever
+        kind = "a directory" if path.is_dir() else "not a regular file (a FIFO, a device?)"
+        raise DataError(f"{path} is {kind}, not an IDX file", hint="name the IDX file itself")
     try:
         raw = path.read_bytes()
     except OSError as error:

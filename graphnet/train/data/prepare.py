@@ -8,6 +8,8 @@ against the input, so a mismatch is reported before training starts, with the fi
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -17,28 +19,40 @@ from ...spec import InputSpec, PreprocessSpec
 FLATTEN = "train.data.preprocess.flatten"
 ONE_HOT = "train.data.preprocess.one_hot"
 STATS_CHUNK = 1 << 20  # values per chunk when summing in float64
+UINT8_SCALE = 255.0  # preprocess.scale divides uint8 pixels by this
+
+
+@dataclass(frozen=True)
+class Statistics:
+    """What ``standardize`` fitted on the training split: one scalar mean and (population) std
+    of the scaled training examples, in float64. Both None: no standardize. The model file keeps
+    them (its preprocessing record), so new examples are standardized exactly as training's were
+    without reading the training set again."""
+
+    mean: Optional[float] = None
+    std: Optional[float] = None
 
 
 def prepare_examples(
-    xs: dict[str, np.ndarray], pre: PreprocessSpec, name: str, spec: InputSpec
-) -> dict[str, np.ndarray]:
-    """scale, standardize, flatten, then check shape and cast to the input's dtype."""
+    xs: dict[str, np.ndarray], pre: PreprocessSpec, name: str, spec: InputSpec,
+    statistics: Statistics | None = None,
+) -> tuple[dict[str, np.ndarray], Statistics]:
+    """scale, standardize, flatten, then check shape and cast to the input's dtype; returns the
+    prepared arrays and the standardize statistics used.
+
+    ``statistics``: the mean and std to standardize with (from a model file); without them they
+    are fitted on ``xs["x_train"]``, which must then be there."""
     target = np.dtype(spec.dtype)
     work = target if target.kind == "f" else np.dtype(np.float32)
     for role, x in xs.items():
         _check_numeric(x, role)
     raw_shapes = {role: x.shape[1:] for role, x in xs.items()}
     if pre.scale:
-        xs = {role: _scale(x, work) for role, x in xs.items()}
+        xs = {role: scale_examples(x, work) for role, x in xs.items()}
+    used = Statistics()
     if pre.standardize:
-        mean, std = _mean_std(xs["x_train"])
-        if std == 0 or not math.isfinite(std):
-            raise DataError(
-                f"cannot standardize: the training examples have standard deviation {std}",
-                path="train.data.preprocess.standardize",
-                hint="set preprocess.standardize: false",
-            )
-        xs = {role: _standardize(x, mean, std, work) for role, x in xs.items()}
+        used = statistics if statistics is not None and statistics.mean is not None else _fit(xs["x_train"])
+        xs = {role: standardize_examples(x, used.mean, used.std, work) for role, x in xs.items()}
     if pre.flatten:
         xs = {role: x.reshape(len(x), -1) if x.ndim > 2 else x for role, x in xs.items()}
     for role, x in xs.items():
@@ -47,15 +61,26 @@ def prepare_examples(
     xs = {role: _cast(x, target, role, name, where) for role, x in xs.items()}
     for role, x in xs.items():
         _check_finite(x, role)
-    return xs
+    return xs, used
 
 
-def _scale(x: np.ndarray, work: np.dtype) -> np.ndarray:
-    """uint8 pixels -> [0, 1]; anything else is left as it is."""
+def _fit(x_train: np.ndarray) -> Statistics:
+    mean, std = _mean_std(x_train)
+    if std == 0 or not math.isfinite(std):
+        raise DataError(
+            f"cannot standardize: the training examples have standard deviation {std}",
+            path="train.data.preprocess.standardize",
+            hint="set preprocess.standardize: false",
+        )
+    return Statistics(mean, std)
+
+
+def scale_examples(x: np.ndarray, work: np.dtype, scale: float = UINT8_SCALE) -> np.ndarray:
+    """uint8 pixels -> x / scale (255: to [0, 1]) in ``work``; anything else is left as it is."""
     if x.dtype != np.uint8:
         return x
     scaled = x.astype(work)
-    scaled /= 255
+    scaled /= scale
     return scaled
 
 
@@ -77,7 +102,9 @@ def _mean_std(x: np.ndarray) -> tuple[float, float]:
     return mean, math.sqrt(squares / count)
 
 
-def _standardize(x: np.ndarray, mean: float, std: float, work: np.dtype) -> np.ndarray:
+def standardize_examples(x: np.ndarray, mean: float, std: float, work: np.dtype) -> np.ndarray:
+    """(x - mean) / std, in ``work`` (the statistics are Python floats: numpy rounds them to
+    ``work`` first, the same way for training and for every later prediction)."""
     out = x.astype(work, copy=True)
     out -= mean
     out /= std
@@ -157,7 +184,7 @@ def _one_hot_all(ys, ids: bool, name: str, spec: InputSpec) -> dict[str, np.ndar
             path=ONE_HOT,
             hint="set preprocess.one_hot: false if the labels are already encoded",
         )
-    train = ys["y_train"]
+    train = ys["y_train"] if "y_train" in ys else next(iter(ys.values()))
     if len(expected) == 1:
         width, why = expected[0], f"input '{name}' has shape {expected}"
     else:

@@ -1,1 +1,1 @@
-"""An example graphnet op plugin (see the README's "Writing an op plugin")."""
+"""An example graphnet op plugin: the swish activation (docs/plugins.md is the guide)."""
