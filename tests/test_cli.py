@@ -326,6 +326,14 @@ def test_schema_accepts_every_example_spec(spec_schema, path):
     assert errors == []
 
 
+@pytest.mark.parametrize("path", sorted((REPO / "specs").glob("*-sweep.yaml")), ids=lambda p: p.stem)
+def test_schema_covers_sweep_files(spec_schema, path):
+    sweep = yaml.safe_load(path.read_text())
+    assert [e.message for e in spec_schema.iter_errors(sweep)] == []
+    sweep["scheduler"]["grace_periode"] = 1  # a typo in a sweep file is flagged
+    assert any("grace_periode" in e.message for e in spec_schema.iter_errors(sweep))
+
+
 def test_schema_declares_draft_2020_12(spec_schema):
     assert spec_schema.schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert set(spec_schema.schema["$defs"]["NodeSpec"]["properties"]["op"]["enum"]) >= {"linear", "relu"}

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from graphnet.errors import GraphnetError, SpecError
+from graphnet.errors import GraphnetError
 from graphnet.spec.text import parse_value
 from graphnet.sweep import check_sweep, load_sweep, looks_like_sweep, override_item
 
@@ -142,7 +142,9 @@ def test_a_sweep_file_s_mistakes_are_reported_together_each_at_its_line(synth):
      "{f}:1: spec: {d}/missing.yaml: cannot read spec: No such file or directory (check the path; the "
      "path is relative to the sweep file)"),
     ("- spec\n", "{f}:1: a sweep file is a mapping with `spec:` and `search:` (see specs/quick-sweep.yaml)"),
-], ids=["mode", "randint", "set-and-searched", "asha-settings", "missing-spec", "not-a-mapping"])
+    (TINY_SPEC, "{f}:1: this is a spec, not a sweep file (a sweep file names its spec (`spec: ...`) and a "
+     "search space over it (`search:`); see specs/quick-sweep.yaml)"),
+], ids=["mode", "randint", "set-and-searched", "asha-settings", "missing-spec", "not-a-mapping", "a-spec"])
 def test_rules_of_a_sweep_file(synth, text, expected):
     path = write(synth, "rules.yaml", text)
     assert errors_of(lambda: load_sweep(path)) == [expected.format(f=path, d=synth)]
@@ -268,6 +270,20 @@ def test_the_example_sweeps_validate(run_cli):
         result = run_cli("validate", f"specs/{name}")
         assert result.returncode == 0, result.stderr
         assert "ok — sweep" in result.stdout
+
+
+def test_blas_threads_are_set_on_the_loaded_library():
+    """In a process started with 2 BLAS threads, pin_threads(1) leaves numpy's OpenBLAS with one
+    (what a trial runs with); the count is read back from the library itself."""
+    code = ("from graphnet.sweep.blas import current_threads, pin_threads; "
+            "before = current_threads(); print(before, pin_threads(1), current_threads())")
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "2", "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    before, pinned, after = result.stdout.split()
+    if before == "None":
+        pytest.skip("numpy's BLAS here is not an OpenBLAS graphnet can reach (the environment variables still apply)")
+    assert (before, pinned, after) == ("2", "1", "1")
 
 
 def test_nothing_but_the_ray_module_imports_ray(run_python):

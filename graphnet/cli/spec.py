@@ -85,14 +85,14 @@ def _count(number: int, what: str) -> str:
 
 @command(epilog=examples("graphnet schema > graphnet-spec.schema.json"))
 def schema() -> None:
-    """Print the JSON Schema of the spec format, with every installed op's attributes.
+    """Print the JSON Schema of spec and sweep files, with every installed op's attributes.
 
     An op that cannot be loaded (a broken or clashing plugin) is left out of the schema and
     named on stderr, and the command exits 1."""
     from ..registry import default_registry
-    from ..schema import spec_json_schema
+    from ..sweep.models import file_json_schema
 
-    typer.echo(json.dumps(spec_json_schema(), indent=2))
+    typer.echo(json.dumps(file_json_schema(), indent=2))
     problems = default_registry().problems()
     for error in problems.values():
         typer.echo(f"graphnet: error: {error}", err=True)

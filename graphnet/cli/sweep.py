@@ -62,11 +62,10 @@ def sweep(
         raise GraphnetError("--max-concurrent cannot change when a sweep resumes", path="--max-concurrent",
                             hint="resume without it: the sweep goes on with the value it started with")
     started = time.perf_counter()
-    display = _make_display()
-    prepared = driver.prepare(file, out=out, data_dir=data_dir, resume=resume, observer=display)
-    display.paths = prepared.plan.paths
-    display.metric = prepared.plan.sweep.model.metric
+    prepared = driver.prepare(file, out=out, data_dir=data_dir, resume=resume)
     _print_header(prepared, describe_search(prepared.plan.sweep))
+    display = _make_display(prepared.plan.paths, prepared.plan.sweep.model.metric)
+    prepared.journal.observer = display
     try:
         outcome = driver.run(prepared, address=address, max_concurrent=max_concurrent)
     finally:
@@ -132,9 +131,9 @@ def _values(record: Any, paths: list[str]) -> str:
 class _Lines:
     """One line per trial event (stdout is not a terminal: logs, CI)."""
 
-    def __init__(self) -> None:
-        self.paths: list[str] = []
-        self.metric = "val_error"
+    def __init__(self, paths: list[str], metric: str) -> None:
+        self.paths = paths
+        self.metric = metric
 
     def started(self, record: Any) -> None:
         typer.echo(f"{record.name} started: {_values(record, self.paths)}")
@@ -168,8 +167,8 @@ def _ending(record: Any, metric: str, paths: list[str]) -> str:
 class _Table(_Lines):
     """A live table of the trials (a terminal): state, values, epoch, metric."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, paths: list[str], metric: str) -> None:
+        super().__init__(paths, metric)
         from rich.live import Live
 
         self.records: dict[str, Any] = {}
@@ -208,8 +207,8 @@ class _Table(_Lines):
         self.live.stop()
 
 
-def _make_display() -> _Lines:
-    return _Table() if sys.stdout.isatty() else _Lines()
+def _make_display(paths: list[str], metric: str) -> _Lines:
+    return _Table(paths, metric) if sys.stdout.isatty() else _Lines(paths, metric)
 
 
 def _print_results(prepared: Any, results: Any, outcome: Any, seconds: float) -> None:
@@ -223,7 +222,8 @@ def _print_results(prepared: Any, results: Any, outcome: Any, seconds: float) ->
     table = Table(title=f"{prepared.plan.sweep.name}: trials ranked by {metric} of the kept weights",
                   title_justify="left")
     for column in ("rank", "trial", "status", *paths, "epochs", metric, "test error", "seconds"):
-        table.add_column(column, justify="left" if column in ("trial", "status") else "right")
+        table.add_column(column, justify="left" if column in ("trial", "status") else "right",
+                         no_wrap=column in ("rank", "trial", "status"))
     for row in results.rows:
         table.add_row(
             str(row.rank or "-"), row.trial, row.status, *(format_value(row.values.get(p)) for p in paths),

@@ -116,6 +116,10 @@ def parse_sweep(text: str, file: str) -> Sweep:
             "a sweep file is a mapping with `spec:` and `search:`", file=file, line=1 if data is not None else None,
             hint="see specs/quick-sweep.yaml",
         )
+    if SWEEP_KEY not in data and any(key in data for key in ("inputs", "nodes", "layers")):
+        raise SpecError("this is a spec, not a sweep file", file=file, line=1,
+                        hint="a sweep file names its spec (`spec: ...`) and a search space over it "
+                             "(`search:`); see specs/quick-sweep.yaml")
     try:
         model = SweepSpec.model_validate(data)
     except ValidationError as error:

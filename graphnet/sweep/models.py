@@ -236,3 +236,26 @@ def format_value(value: Any) -> str:
 def sweep_json_schema() -> dict[str, Any]:
     """The JSON Schema of a sweep file (for editors; ``graphnet schema`` includes it)."""
     return SweepSpec.model_json_schema(ref_template="#/$defs/{model}")
+
+
+def file_json_schema() -> dict[str, Any]:
+    """The JSON Schema of the files graphnet reads as text, for editors: a spec, or a sweep file
+    (``graphnet sweep``), told apart by the sweep's top-level ``search:`` key. The spec's
+    definitions stay where they are (``$defs.NodeSpec``...), and so does its ``$comment`` naming
+    the ops left out because they cannot be loaded."""
+    from ..schema import spec_json_schema
+
+    spec = spec_json_schema()
+    defs = spec.pop("$defs")
+    spec.pop("$schema", None)
+    comment = spec.get("$comment")
+    sweep = sweep_json_schema()
+    defs.update(sweep.pop("$defs", {}))
+    defs["Spec"], defs["SweepSpec"] = spec, sweep
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema",
+              "title": "graphnet spec or sweep file", "$defs": defs,
+              "if": {"type": "object", "required": ["search"]},
+              "then": {"$ref": "#/$defs/SweepSpec"}, "else": {"$ref": "#/$defs/Spec"}}
+    if comment is not None:
+        schema["$comment"] = comment
+    return schema

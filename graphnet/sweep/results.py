@@ -13,13 +13,11 @@ import csv
 import io
 import json
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from ..atomic import write_atomic
 from ..errors import GraphnetError
 from .state import FINISHED, Journal, TrialRecord
 from .trial import MODEL_FILE
@@ -157,31 +155,13 @@ def _cell(value: Any) -> str:
 def _copy(source: Path, target: Path) -> None:
     """Copy a file into place atomically (a reader sees the old file or the new one)."""
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        os.close(fd)
-        shutil.copyfile(source, tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
+        data = source.read_bytes()
     except OSError as error:
-        raise GraphnetError(f"cannot copy {source} here: {error.strerror or error}", file=str(target),
-                            hint="check the disk space and the permissions of the output folder") from None
+        raise GraphnetError(f"cannot read {source}: {error.strerror or error}", file=str(target),
+                            hint="the trial's model file went missing") from None
+    write_atomic(target, data, what=f"a copy of {source}",
+                 hint="check the disk space and the permissions of the output folder")
 
 
 def _write_text(path: Path, text: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with open(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except OSError as error:
-        raise GraphnetError(f"cannot write the file: {error.strerror or error}", file=str(path),
-                            hint="check the disk space and the permissions of the output folder") from None
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    write_atomic(path, text.encode("utf-8"), hint="check the disk space and the permissions of the output folder")

@@ -17,12 +17,11 @@ finished, which failed and why). The layout of the output folder::
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Protocol
 
+from ..atomic import write_atomic
 from ..errors import GraphnetError
 
 JOURNAL = "journal.json"
@@ -170,23 +169,5 @@ def _plain(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def _write_json(path: Path, data: Any) -> None:
     """Write ``data`` as JSON through a temporary file renamed into place."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as error:
-        raise GraphnetError(f"cannot write the sweep's journal: {error.strerror or error}", file=str(path),
-                            hint="choose a writable output folder with --out") from None
-    try:
-        with open(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1, allow_nan=True)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    write_atomic(path, json.dumps(data, indent=1, allow_nan=True).encode("utf-8"),
+                 what="the sweep's journal", hint="choose a writable output folder with --out")
