@@ -150,23 +150,8 @@ class Model:
     def load_state(self, values: Mapping[str, np.ndarray]) -> None:
         """Set the op state from arrays by name (``"bn1.running_mean"``): every state this model
         has, each of its shape."""
-        missing = set(self.state) - set(values)
-        extra = set(values) - set(self.state)
-        if missing or extra:
-            raise GraphnetError(
-                "op state does not match the graph: "
-                + (f"missing {sorted(missing)} " if missing else "")
-                + (f"unexpected {sorted(extra)}" if extra else ""),
-                hint="the state comes from a different spec",
-            )
-        for name, value in values.items():
-            value = np.asarray(value)
-            if value.shape != self.state[name].shape:
-                raise GraphnetError(
-                    f"state '{name}' has shape {list(self.state[name].shape)}, received {list(value.shape)}",
-                    hint="the spec decides state shapes; check you load the right file",
-                )
-            self.state[name][...] = value
+        _fill(self.state, values, "state", "op state does not match the graph", "the state comes from a different spec",
+              "the spec decides state shapes; check you load the right file")
 
     def _view(self, flat: np.ndarray, name: str) -> np.ndarray:
         offset, shape = self._layout[name]
@@ -214,27 +199,12 @@ class Model:
     def set_param(self, name: str, value: np.ndarray) -> None:
         if name not in self.params:
             raise GraphnetError(f"no parameter '{name}'", hint="parameters: " + ", ".join(self.params))
-        value = np.asarray(value)
-        if value.shape != self.params[name].shape:
-            raise GraphnetError(
-                f"parameter '{name}' has shape {list(self.params[name].shape)}, "
-                f"received {list(value.shape)}",
-                hint="the spec decides parameter shapes; check you load the right weights",
-            )
-        self.params[name][...] = value
+        _fill_one(self.params[name], name, value, "parameter",
+                  "the spec decides parameter shapes; check you load the right weights")
 
     def load_params(self, values: Mapping[str, np.ndarray]) -> None:
-        missing = set(self.params) - set(values)
-        extra = set(values) - set(self.params)
-        if missing or extra:
-            raise GraphnetError(
-                "parameters do not match the graph: "
-                + (f"missing {sorted(missing)} " if missing else "")
-                + (f"unexpected {sorted(extra)}" if extra else ""),
-                hint="the weights come from a different spec",
-            )
-        for name, value in values.items():
-            self.set_param(name, value)
+        _fill(self.params, values, "parameter", "parameters do not match the graph", "the weights come from a different spec",
+              "the spec decides parameter shapes; check you load the right weights")
 
     # -- running ----------------------------------------------------------------------------
 
@@ -510,3 +480,28 @@ def format_bytes(count: int) -> str:
     if unit == "bytes":
         return f"{count:,} bytes"
     return f"{value:,.1f} {unit}"
+
+
+def _fill(views: Mapping[str, np.ndarray], values: Mapping[str, np.ndarray], noun: str, mismatch: str,
+          mismatch_hint: str, shape_hint: str) -> None:
+    """Copy ``values`` into ``views`` by name: the names must be exactly those of ``views`` and
+    each value of its view's shape (what ``load_params`` and ``load_state`` check)."""
+    missing = set(views) - set(values)
+    extra = set(values) - set(views)
+    if missing or extra:
+        raise GraphnetError(
+            f"{mismatch}: "
+            + (f"missing {sorted(missing)} " if missing else "")
+            + (f"unexpected {sorted(extra)}" if extra else ""),
+            hint=mismatch_hint,
+        )
+    for name, value in values.items():
+        _fill_one(views[name], name, value, noun, shape_hint)
+
+
+def _fill_one(view: np.ndarray, name: str, value: np.ndarray, noun: str, shape_hint: str) -> None:
+    value = np.asarray(value)
+    if value.shape != view.shape:
+        raise GraphnetError(f"{noun} '{name}' has shape {list(view.shape)}, received {list(value.shape)}",
+                            hint=shape_hint)
+    view[...] = value
