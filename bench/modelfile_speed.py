@@ -1,7 +1,7 @@
 """Model file speed: save and load of a 100M-parameter model in GB/s, and the time to read the
 header alone of that file.
 
-    .venv/bin/python bench/modelfile_speed.py [--params 100_000_000] [--dtype float32] [--repeat 3] [--dir DIR]
+    .venv/bin/python bench/modelfile_speed.py [--params 100_000_000] [--dtype float32] [--repeat 5] [--dir DIR]
 
 The model is one linear layer (a spec with big weights, nothing else), so the numbers are the
 file format's: saving streams the parameters to a temporary file while hashing them (SHA-256),
@@ -80,7 +80,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--params", type=lambda s: int(s.replace("_", "")), default=100_000_000)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--dir", default=None, help="where to write the file (default: a temporary folder)")
     args = parser.parse_args()
 
@@ -89,17 +89,18 @@ def main() -> None:
     raw = memoryview(model.flat_params).cast("B")
     with tempfile.TemporaryDirectory(dir=args.dir) as folder:
         path = Path(folder) / "big.gnm"
-        saves = timed(lambda: save_model(path, model), args.repeat)
+        plain = Path(folder) / "plain.bin"
+        saves, loads, writes, reads, hashes = [], [], [], [], []
+        for _ in range(args.repeat):  # alternated in rounds: graphnet, then the same bytes without it
+            saves += timed(lambda: save_model(path, model), 1)
+            writes += timed(lambda: plain_write(plain, raw), 1)
+            loads += timed(lambda: load_model(path), 1)
+            reads += timed(lambda: plain_read(plain, nbytes), 1)
+            hashes += timed(lambda: hashlib.sha256(raw).digest(), 1)
         size = os.path.getsize(path)
-        loads = timed(lambda: load_model(path), args.repeat)
         loaded = load_model(path).model
         assert np.array_equal(loaded.flat_params, model.flat_params)
         headers = timed(lambda: read_header(path), max(args.repeat, 5))
-        # what the machine does without graphnet, measured alongside (same bytes, same disk)
-        plain = Path(folder) / "plain.bin"
-        writes = timed(lambda: plain_write(plain, raw), args.repeat)
-        reads = timed(lambda: plain_read(plain, nbytes), args.repeat)
-        hashes = timed(lambda: hashlib.sha256(raw).digest(), args.repeat)
 
     def rate(times: list[float]) -> str:
         return (f"median {nbytes / statistics.median(times) / 1e9:.2f} GB/s, best "
@@ -113,6 +114,9 @@ def main() -> None:
     print(f"  write + fsync of a plain file: {rate(writes)}")
     print(f"  read of that file into a new buffer: {rate(reads)}")
     print(f"  sha256 alone: {rate(hashes)}")
+    ratio = [plain / ours for ours, plain in zip(saves, writes)]
+    print(f"save speed / plain write+fsync speed, per round: median {statistics.median(ratio):.2f} "
+          f"({', '.join(f'{r:.2f}' for r in ratio)})")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from typing import Any, BinaryIO, Sequence
 
 import numpy as np
 
-from ..atomic import write_all
+from ..atomic import start_writeback, write_all
 from ..errors import ModelFileError
 
 MAGIC = b"\x89GNM\r\n\x1a\n"
@@ -245,7 +245,9 @@ class Streamer:
                 values = flat[start : start + step]
                 if floats and finite:
                     finite = bool(np.isfinite(values.min()) and np.isfinite(values.max()))
+                offset = handle.tell()
                 write_all(handle, byte_view(values))
+                start_writeback(handle, offset, values.nbytes)
         finally:
             digests = [p if isinstance(p, str) else p.result() for p in pending]
         return digests, finite
