@@ -20,7 +20,7 @@ array an op returned or received as ``dy``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -38,6 +38,12 @@ class Step:
     index: int  # position in the graph's order: seeds the node's random generator
     wants: frozenset[str]
     allowed: frozenset[str]  # names backward may return gradients for: input roles, parameters
+    takes_out: bool = False  # backward takes ``out`` (parameter gradient buffers)
+    # (role, source) of each input, or None for a node with a variadic role (grouped per call)
+    sources: tuple[tuple[str, str], ...] | None = None
+    # the parameters' names and per-sample output shape, looked up once instead of every step
+    param_names: tuple[str, ...] = ()
+    shape: tuple[int, ...] = ()
 
 
 @dataclass(eq=False)
@@ -102,7 +108,10 @@ class Executor:
                 if name in needed:
                     node = self.graph.nodes[name]
                     allowed = frozenset(node.op.inputs) | {p.name for p in node.params}
-                    steps.append(Step(node, index, self._wants(node), allowed))
+                    takes_out = bool(node.params) and getattr(node.op, "backward_takes_out", False)
+                    sources = None if node.op.variadic else tuple((e.role, e.source) for e in node.edges)
+                    steps.append(Step(node, index, self._wants(node), allowed, takes_out, sources,
+                                      tuple(p.name for p in node.params), node.shape))
                     inputs.update(e.source for e in node.edges if e.source in self.graph.inputs)
             self._plans[outputs] = Plan(steps, sorted(inputs))
         return self._plans[outputs]
@@ -159,13 +168,20 @@ class Executor:
         saved: dict[str, Any] = {}
         updates: dict[str, dict[str, np.ndarray]] = {}
         state = state or {}
+        dtype = self.dtype
+        # This loop runs every training step: what can be looked up once is in the plan's steps.
         for item in plan.steps:
             node = item.node
-            arrays = group_inputs(node, values.__getitem__)
-            arrays.update(params.get(node.name, {}))
+            if item.sources is None:
+                arrays = group_inputs(node, values.__getitem__)
+            else:
+                arrays = {role: values[source] for role, source in item.sources}
+            node_params = params.get(node.name)
+            if node_params:
+                arrays.update(node_params)
             # the generator is built only if the op draws (dropout): building one costs ~20 us
             current = state.get(node.name)
-            ctx = Context(training, dtype=self.dtype, seed=[seed, step, item.index], state=current)
+            ctx = Context(training, dtype=dtype, seed=(seed, step, item.index), state=current)
             try:
                 out, kept = node.op.forward(node.attrs, ctx, **arrays)
             except GraphnetError:
@@ -175,7 +191,9 @@ class Executor:
                     f"op '{node.op.name}' failed in forward: {type(error).__name__}: {error}",
                     path=f"nodes.{node.name}",
                 ) from error
-            self._check_output(node, out, batch_size)
+            if not (type(out) is np.ndarray and out.dtype == dtype and batch_size is not None
+                    and out.shape == (() if node.op.reduces_batch else (batch_size, *item.shape))):
+                self._check_output(node, out, batch_size)  # raises, unless N is not known
             if check_finite and not np.all(np.isfinite(out)):
                 raise TrainingError(
                     f"output of node '{node.name}' (op {node.op.name}) is not finite",
@@ -298,15 +316,16 @@ class Executor:
         self,
         tape: Tape,
         seeds: Mapping[str, np.ndarray],
-        write_param_grad: Callable[[str, str, np.ndarray], None],
+        param_grads: Mapping[str, Mapping[str, np.ndarray]],
         *,
         check_finite: bool = False,
     ) -> BackwardPlan:
         """Backpropagate through the forward that made ``tape``, from ``seeds`` (node -> gradient
         of the objective wrt its output; each must be a node that forward computed).
 
-        Parameter gradients are handed to ``write_param_grad(node, param, grad)``; gradients wrt
-        graph inputs are never computed. ``check_finite`` stops at the first non-finite gradient,
+        Parameter gradients go into ``param_grads[node][param]`` (arrays of the parameters'
+        shapes): an op whose backward takes ``out`` writes them there itself, any other op's are
+        copied there. Gradients wrt graph inputs are never computed. ``check_finite`` stops at the first non-finite gradient,
         naming the node (the training loop's NaN guard re-runs a failed step with it on).
         Returns the backward plan that ran (its ``params`` are the gradients written)."""
         values = tape.values
@@ -317,8 +336,12 @@ class Executor:
         for item in backward_plan.steps:
             node = item.node
             dy = grads.pop(node.name)
+            targets = param_grads.get(node.name, {})
             try:
-                returned = node.op.backward(node.attrs, tape.saved[node.name], dy, item.wants)
+                if item.takes_out:
+                    returned = node.op.backward(node.attrs, tape.saved[node.name], dy, item.wants, out=targets)
+                else:
+                    returned = node.op.backward(node.attrs, tape.saved[node.name], dy, item.wants)
             except GraphnetError:
                 raise
             except Exception as error:
@@ -326,15 +349,17 @@ class Executor:
                     f"op '{node.op.name}' failed in backward: {type(error).__name__}: {error}",
                     path=f"nodes.{node.name}",
                 ) from error
-            self._check_returned(item, returned)
-            for param in node.params:
-                g = returned[param.name]
+            self._check_returned(item, returned, targets)
+            for name in item.param_names:
+                g = returned[name]
                 if check_finite and not np.all(np.isfinite(g)):
                     raise TrainingError(
-                        f"gradient of parameter '{node.name}.{param.name}' (op {node.op.name}) is not finite",
+                        f"gradient of parameter '{node.name}.{name}' (op {node.op.name}) is not finite",
                         path=f"nodes.{node.name}",
                     )
-                write_param_grad(node.name, param.name, g)
+                target = targets[name]
+                if g is not target:  # written in place by the op, or copied now
+                    np.copyto(target, g)
             for edge in node.edges:
                 if edge.role not in item.wants or edge.source not in self.graph.nodes:
                     continue
@@ -368,6 +393,8 @@ class Executor:
                 hint=f"include '{name}' in forward(outputs=[...])",
             )
         value = tape.values[name]
+        if type(seed) is np.ndarray and seed.shape == value.shape and seed.dtype == self.dtype:
+            return seed.copy()  # the usual seed: a loss's gradient of 1
         try:
             return np.broadcast_to(np.asarray(seed, self.dtype), value.shape).copy()
         except ValueError:
@@ -377,8 +404,15 @@ class Executor:
                 hint="give one gradient value per output value (or a scalar)",
             ) from None
 
-    def _check_returned(self, item: Step, returned: Any) -> None:
+    def _check_returned(self, item: Step, returned: Any, targets: Mapping[str, np.ndarray]) -> None:
         node = item.node
+        if type(returned) is dict and returned.keys() <= item.allowed and returned.keys() >= item.wants \
+                and not node.op.variadic:
+            for name in item.param_names:
+                if returned[name] is not targets.get(name):
+                    break
+            else:
+                return  # the common case, checked cheaply: parameter gradients written in place
         where = f"op '{node.op.name}' (node '{node.name}')"
         if not isinstance(returned, dict):
             raise GradientError(

@@ -12,7 +12,15 @@ from .errors import DataError, ShapeError
 
 def one_hot(indices: np.ndarray, classes: int, dtype: np.dtype, role: str) -> np.ndarray:
     """Class indices of shape (...) -> one-hot rows of shape (..., classes) and the given dtype."""
-    if not np.issubdtype(indices.dtype, np.integer):
+    indices = checked_indices(indices, classes, role)
+    out = np.zeros(indices.shape + (classes,), dtype)
+    np.put_along_axis(out, indices[..., None], 1, axis=-1)
+    return out
+
+
+def checked_indices(indices: np.ndarray, classes: int, role: str) -> np.ndarray:
+    """Class indices as integers, each checked to be in 0..classes-1 (a DataError if not)."""
+    if indices.dtype.kind not in "iu":
         # an executor may hand integer labels over as floats; accept them only if whole numbers
         if np.any(indices != np.round(indices)):
             raise DataError(
@@ -20,15 +28,17 @@ def one_hot(indices: np.ndarray, classes: int, dtype: np.dtype, role: str) -> np
                 hint=f"store {role} as integers 0..{classes - 1}, or as one-hot rows",
             )
         indices = indices.astype(np.int64)
+    if indices.dtype.kind == "i" and indices.dtype.itemsize == 8 and indices.size:
+        # one pass: seen as unsigned, a negative index is huge, so max() catches both ends
+        if int(indices.view(np.uint64).max()) < classes:
+            return indices
     if indices.size and (indices.min() < 0 or indices.max() >= classes):
         bad = indices.min() if indices.min() < 0 else indices.max()
         raise DataError(
             f"{role} hold class index {int(bad)}, expected 0..{classes - 1}",
             hint=f"the op sees {classes} classes; fix the data or the number of units",
         )
-    out = np.zeros(indices.shape + (classes,), dtype)
-    np.put_along_axis(out, indices[..., None], 1, axis=-1)
-    return out
+    return indices
 
 
 def class_targets(labels: np.ndarray, like: np.ndarray, role: str = "labels") -> np.ndarray:

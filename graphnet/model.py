@@ -276,7 +276,7 @@ class Model:
         """Gradients of forward ``number`` (its ``tape``) into ``model.grads``; the gradients of
         parameters off the path to the loss are set to zero."""
         seeds = {loss: np.ones((), self.dtype)} if isinstance(loss, str) else dict(loss)
-        plan = self.executor.backward(tape, seeds, self._write_grad, check_finite=check_finite)
+        plan = self.executor.backward(tape, seeds, self._node_grads, check_finite=check_finite)
         if plan not in self._unwritten:  # the same for every backward of this plan
             self._unwritten[plan] = [
                 self._node_grads[node][param]
@@ -288,9 +288,6 @@ class Model:
             grad[...] = 0
         if number == self._training_pending:
             self._training_pending = None
-
-    def _write_grad(self, node: str, param: str, grad: np.ndarray) -> None:
-        np.copyto(self._node_grads[node][param], grad)  # a copy: the op's array is not kept
 
 
 def state_shapes(graph: Graph, node: Node) -> dict:

@@ -27,7 +27,13 @@ parameters and its declared state). It declares:
   dy)``. Gradients that were not asked for are dropped (a parameter the attributes turn off has
   none to return). For a variadic role the gradient is a list. ``dy`` must never be modified in
   place; backward may return dy itself or views of it (the executor never writes into returned
-  gradients).
+  gradients). Optionally backward also takes ``out=None``: then the executor passes ``out``, a
+  mapping from each parameter's name to the array its gradient goes to (the parameter's slice of
+  the model's flat gradient buffer, holding the previous step's values), and an op that writes its
+  parameter gradients there (``np.matmul(x.T, dy, out=out["w"])``) and returns those same arrays
+  spares a copy and an allocation per step; returning other arrays is fine too (they are copied).
+  ``out`` is None when the caller has no buffers (the gradient checker); never write into it
+  anything but the complete gradient.
 - ``examples(rng)``: the gradient checker's cases, a list of :class:`Example` (attributes and input
   arrays with the batch axis). The default draws standard-normal inputs of shape (3, 4) for every
   role with the default attributes; an op with required attributes, integer inputs (labels) or
@@ -322,12 +328,14 @@ class Op:
     params: ClassVar[tuple[Param, ...]] = ()
     state: ClassVar[tuple[State, ...]] = ()
     reduces_batch: ClassVar[bool] = False
+    backward_takes_out: ClassVar[bool] = False  # set from backward's signature (see the docstring)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         backward = cls.__dict__.get("backward")
         if backward is not None and _positional_count(backward) == 4:  # (self, attrs, saved, dy)
             cls.backward = _ignoring_wants(backward)
+        cls.backward_takes_out = _takes_keyword(cls.backward, "out")
 
     def shape(self, attrs: Any, **shapes: Any) -> Shape:
         raise NotImplementedError
@@ -378,6 +386,16 @@ class Op:
                 f"({', '.join(required)}), so the default gradient-check case cannot be built",
                 hint="define examples(self, rng) returning [Example(attrs={...}, inputs={...})]",
             )
+
+
+def _takes_keyword(function: Callable, name: str) -> bool:
+    """Whether ``function`` can be called with the keyword argument ``name``."""
+    try:
+        parameters = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in parameters and parameters[name].kind in (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 
 
 class Elementwise(Op):

@@ -4,7 +4,9 @@
 error reporting; each other module registers one group of commands on it with ``@command``:
 ``spec`` (validate, schema, ops, gradcheck), ``train`` (run, eval), ``show`` (inspect, plot),
 ``convert`` and ``predict``; ``files`` reads and writes the files they take besides specs and
-model files. Importing this package imports no op: ops load when a command needs them.
+model files. Importing this package imports no op, nor numpy or pydantic: each command imports
+the library inside its body, so ``graphnet --help``, ``--version`` and ``graphnet COMMAND --help``
+cost little more than typer itself (tests/test_startup.py, bench/cli_startup.py).
 """
 
 from __future__ import annotations

@@ -14,8 +14,7 @@ import typer
 from rich.markup import escape
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
-from .. import __version__
-from ..errors import GraphnetError
+from ..errors import GraphnetError  # light: the standard library only (no numpy, no pydantic)
 
 HELP_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
@@ -58,7 +57,13 @@ def _plain_help(params: list) -> None:
 
 class _PlainHelp:
     """Mixed into typer's command and group classes: flags without a type, arguments by their
-    metavar, ``-h`` and ``--help`` without a type either."""
+    metavar, ``-h`` and ``--help`` without a type either.
+
+    The help option also defaults to False instead of typer's None: typer coerces every
+    parameter value that is not already a bool through pydantic, and the group's help option,
+    left out, is None in ``graphnet COMMAND --help``; with False, showing a command's help
+    imports no pydantic (start-up time; bench/cli_startup.py checks it). The help callback
+    reads both as "not asked for"."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -68,6 +73,7 @@ class _PlainHelp:
         option = super().get_help_option(ctx)  # made on first use, so patched here
         if option is not None:
             option.metavar = ""
+            option.default = False
         return option
 
 
@@ -107,6 +113,8 @@ def command(name: str | None = None, *, help: str | None = None, epilog: str | N
 
 def _version(value: bool) -> None:
     if value:
+        from .. import __version__  # looked up only here: importlib.metadata is slow to import
+
         typer.echo(f"graphnet {__version__}")
         raise typer.Exit()
 

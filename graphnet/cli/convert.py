@@ -26,21 +26,23 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
-import numpy as np
 import typer
 
 from ..errors import GraphnetError, ModelFileError, raise_all
 from .app import command, examples
 from .files import check_destination, check_source, load_npz, read_source, write_atomically
 
+if TYPE_CHECKING:  # numpy is imported where it is used: `graphnet --help` starts without it
+    import numpy as np
+
 MODEL_JSON = "graphnet-model-json"
 MODEL_JSON_VERSION = 1
 MAX_ROW = 1024  # values per line in a tensor's JSON text
 SPEC_SUFFIXES = (".yaml", ".yml")
 # numpy dtype kind -> how a nested list of JSON numbers is read back before the exact cast
-PARSE_AS = {"f": np.float64, "i": np.int64, "u": np.int64}
+PARSE_AS = {"f": "float64", "i": "int64", "u": "int64"}
 
 
 @dataclass(frozen=True)
@@ -198,6 +200,8 @@ def _array_text(array: np.ndarray, indent: str) -> str:
 def _numbers(values: np.ndarray) -> list[str]:
     """The shortest decimal of each value that reads back (through JSON's float64) to the same
     bits; values whose shortest form would not (double rounding) get their exact float64 repr."""
+    import numpy as np
+
     texts = values.astype(str).tolist()
     if values.dtype.kind != "f":
         return texts
@@ -269,6 +273,8 @@ def read_model_json(src: Path) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
 
 
 def _tensor(entry: Any, file: str, where: str) -> np.ndarray:
+    import numpy as np
+
     from ..modelfile import DTYPES
 
     if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data"}:
@@ -302,6 +308,8 @@ def _tensor(entry: Any, file: str, where: str) -> np.ndarray:
 def model_to_npz(src: Path, dst: Path, graph: Any = None) -> None:
     import io
 
+    import numpy as np
+
     from ..modelfile import read_contents
 
     params = read_contents(src).tensors["params"]
@@ -311,6 +319,8 @@ def model_to_npz(src: Path, dst: Path, graph: Any = None) -> None:
 
 
 def npz_to_model(src: Path, dst: Path, graph: Any = None) -> None:
+    import numpy as np
+
     from ..model import Model
     from ..modelfile import save_model
 
@@ -335,6 +345,8 @@ def _spec_graph(spec: Path) -> Any:
 
 def _check_params(arrays: dict[str, np.ndarray], model: Any, file: str, spec: Optional[str]) -> None:
     """The arrays are exactly the graph's parameters, in their shapes, finite numbers."""
+    import numpy as np
+
     from ..errors import listed
 
     missing = [name for name in model.params if name not in arrays]

@@ -12,15 +12,14 @@ from __future__ import annotations
 import io
 import os
 import stat
-import zipfile
 import zlib
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-import numpy as np
-
-from ..atomic import write_atomic
 from ..errors import GraphnetError
+
+if TYPE_CHECKING:  # numpy is imported where it is used: `graphnet --help` starts without it
+    import numpy as np
 
 MAX_INPUT_BYTES = 4 << 30  # JSON models, .npz and .npy inputs: 4 GiB
 
@@ -70,6 +69,10 @@ def read_source(path: Path, what: str, limit: int = MAX_INPUT_BYTES) -> bytes:
 def load_npz(path: Path, data: bytes) -> dict[str, np.ndarray]:
     """Every array of the .npz whose bytes are ``data``, never unpickling (an object array is
     refused, naming it)."""
+    import zipfile  # here, as numpy: neither is needed to start the CLI
+
+    import numpy as np
+
     file = str(path)
     try:
         archive = np.load(io.BytesIO(data), allow_pickle=False)
@@ -95,6 +98,8 @@ def load_npz(path: Path, data: bytes) -> dict[str, np.ndarray]:
 
 def load_npy(path: Path, data: bytes) -> np.ndarray:
     """The array of the .npy whose bytes are ``data``, never unpickling."""
+    import numpy as np
+
     try:
         array = np.load(io.BytesIO(data), allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:
@@ -122,6 +127,8 @@ def check_destination(path: Path, overwrite: bool, source: Optional[Path] = None
 def write_atomically(path: Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file renamed into place (its folder is
     created if needed; see graphnet.atomic). Returns ``path``."""
+    from ..atomic import write_atomic
+
     return write_atomic(path, data)
 
 

@@ -22,14 +22,16 @@ import sys
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-import numpy as np
 import typer
 
 from ..errors import DataError, GraphnetError
 from .app import command, examples
 from .files import check_source, load_npy, load_npz, read_source
+
+if TYPE_CHECKING:  # numpy is imported where it is used: `graphnet --help` starts without it
+    import numpy as np
 
 BATCH = 1024
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff")
@@ -69,6 +71,8 @@ def predict(
     statistics included), and no labels are needed. Shows each example's class, its name when
     the model file has class names, and the top K classes with their probabilities. A model file
     without a preprocessing record takes arrays already preprocessed."""
+    import numpy as np
+
     from ..modelfile import load_model
 
     loaded = load_model(model)
@@ -138,6 +142,8 @@ def _examples_input(graph: Any) -> str:
 def run_model(model: Any, target: Target, x: np.ndarray) -> np.ndarray:
     """(N, classes) scores of the prediction node (probabilities when ``target.softmax``), in
     batches; only the prediction node and what it needs are computed."""
+    import numpy as np
+
     parts = []
     for start in range(0, len(x), BATCH):
         out = model.forward({target.x: x[start:start + BATCH]}, [target.node])[target.node]
@@ -160,6 +166,8 @@ def prediction_records(examples_: list["Example"], scores: np.ndarray, names: Op
                        top_k: int, probabilities: bool) -> list[dict[str, Any]]:
     """One record per example: input, array, index, class, name, top_k [{class, name,
     probability or score}]."""
+    import numpy as np
+
     key = "probability" if probabilities else "score"
     records = []
     row = 0
@@ -271,6 +279,8 @@ def _arrays(file: str, name: Optional[str], array: np.ndarray, record: Optional[
 
 def _as_input(batch: np.ndarray, spec: Any, source: str) -> np.ndarray:
     """Already preprocessed examples, as the input's dtype."""
+    import numpy as np
+
     if batch.dtype.kind not in "biuf":
         raise DataError(f"holds {batch.dtype} values; the model takes numbers", file=source)
     if batch.dtype.kind == "f" and not np.isfinite(batch).all():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 from pydantic import Field
 
 from ..errors import ShapeError
@@ -57,13 +58,14 @@ class Linear(Op):
             y += b
         return y, (x, w)
 
-    def backward(self, attrs, saved, dy, wants):
+    def backward(self, attrs, saved, dy, wants, out=None):
         x, w = saved
+        out = out or {}
         grads = {}
-        if "w" in wants:
-            grads["w"] = x.T @ dy
+        if "w" in wants:  # straight into the model's gradient buffer when there is one
+            grads["w"] = np.matmul(x.T, dy, out=out.get("w"))
         if "b" in wants:
-            grads["b"] = dy.sum(axis=0)
+            grads["b"] = np.add.reduce(dy, axis=0, out=out.get("b"))
         if "x" in wants:
             grads["x"] = dy @ w.T
         return grads

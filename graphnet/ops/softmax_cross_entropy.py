@@ -6,7 +6,7 @@ import numpy as np
 from pydantic import Field
 
 from ..errors import ShapeError
-from ..labels import check_label_shape, class_targets
+from ..labels import check_label_shape, checked_indices, class_targets
 from ..op import Example, Op, OpAttrs
 
 
@@ -46,6 +46,8 @@ class SoftmaxCrossEntropy(Op):
         return ()
 
     def forward(self, attrs, ctx, logits, labels):
+        if labels.ndim == 1 and logits.ndim == 2 and not attrs.label_smoothing:
+            return self._forward_indices(logits, checked_indices(labels, logits.shape[1], "labels"))
         y = class_targets(labels, logits)
         if attrs.label_smoothing:
             eps = logits.dtype.type(attrs.label_smoothing)
@@ -60,9 +62,29 @@ class SoftmaxCrossEntropy(Op):
     def backward(self, attrs, saved, dy, wants):
         s, y, n = saved
         grads = {}
-        if "logits" in wants:
-            grads["logits"] = (s * y.sum(axis=-1, keepdims=True) - y) * (dy / n)
+        if "logits" not in wants:
+            return grads
+        scale = dy / n
+        if y.ndim == 1:  # class indices: (s - onehot(y)) / N without building the one-hot rows
+            grad = s * scale
+            grad[np.arange(n), y] -= scale
+        else:
+            grad = (s * y.sum(axis=-1, keepdims=True) - y) * scale
+        grads["logits"] = grad
         return grads
+
+    @staticmethod
+    def _forward_indices(logits, indices):
+        """The common case, integer class labels: the same maths, reading log p at each label
+        instead of multiplying by one-hot rows."""
+        n = logits.shape[0]
+        probs = logits - logits.max(axis=-1, keepdims=True)
+        picked = probs[np.arange(n), indices]  # the shifted logit of each label (a copy)
+        np.exp(probs, out=probs)
+        sums = probs.sum(axis=-1, keepdims=True)
+        loss = (np.log(sums).sum() - picked.sum()) / n
+        probs /= sums
+        return np.asarray(loss, dtype=logits.dtype), (probs, indices, n)
 
     def examples(self, rng):
         logits = rng.standard_normal((4, 3)) * 2

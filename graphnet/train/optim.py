@@ -259,15 +259,15 @@ class Adam(Optimizer):
         np.multiply(g, g, out=t)
         t *= 1.0 - self.beta2
         v += t
-        # The bias corrections folded into scalars, as torch does.
+        # The bias corrections folded into scalars, as torch does; torch's
+        # lr/bias1 * m / (sqrt(v)/sqrt(bias2) + eps) is computed, multiplied through by
+        # sqrt(bias2), as lr/bias1*sqrt(bias2) * m / (sqrt(v) + eps*sqrt(bias2)): one pass fewer.
         bias1 = 1.0 - self.beta1**self.steps
-        bias2 = 1.0 - self.beta2**self.steps
-        step_size = lr / bias1
+        root2 = math.sqrt(1.0 - self.beta2**self.steps)
         np.sqrt(v, out=t)
-        t /= math.sqrt(bias2)
-        t += self.eps
+        t += self.eps * root2
         np.divide(m, t, out=t)
-        t *= step_size
+        t *= lr / bias1 * root2
         params -= t
 
 
