@@ -256,13 +256,19 @@ class _BarProgress(_LineProgress):
     def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
         self.epochs = epochs
         self.started, self.samples, self.loss = time.perf_counter(), 0, 0.0
+        self.shown, self.pending = self.started, 0
         self.task = self.bar.add_task("", total=steps, epoch=f"{epoch}/{epochs}", loss=0.0, rate=0.0)
 
     def step(self, loss: float, samples: int) -> None:
         self.samples += samples
+        self.pending += 1
         self.loss = loss if self.samples == samples else 0.98 * self.loss + 0.02 * loss
-        rate = self.samples / max(time.perf_counter() - self.started, 1e-9)
-        self.bar.update(self.task, advance=1, loss=self.loss, rate=rate)
+        now = time.perf_counter()
+        if now - self.shown < 0.05:  # the bar redraws 10 times a second: a step costs no more
+            return
+        self.bar.update(self.task, advance=self.pending, loss=self.loss,
+                        rate=self.samples / max(now - self.started, 1e-9))
+        self.shown, self.pending = now, 0
 
     def epoch_end(self, log: Any, best: bool) -> None:
         self.bar.remove_task(self.task)

@@ -14,10 +14,13 @@ class Relu(Elementwise):
     """
 
     def forward(self, attrs, ctx, x):
-        return np.maximum(x, 0), x > 0
+        # training keeps the mask for backward; evaluation (which rarely backpropagates) keeps
+        # x itself, and backward derives the mask from it only if asked: one pass less
+        return np.maximum(x, 0), (x > 0 if ctx.training else x)
 
     def backward(self, attrs, saved, dy):
-        return {"x": dy * saved}
+        mask = saved if saved.dtype == np.bool_ else saved > 0
+        return {"x": dy * mask}
 
     def onnx(self, attrs, b, inputs, params):
         return b.node("Relu", [inputs["x"]])
