@@ -23,8 +23,9 @@ epoch; its samples/s is the log's, which excludes evaluation) and of `graphnet e
 (``evaluate``). The hand-written loops are what a careful person writes in plain numpy: float32,
 parameters and gradients in one flat buffer each, preallocated activations (``out=``), the fused
 softmax cross-entropy gradient, in-place optimizer updates over the flat buffers, float32 dropout
-masks from one generator, and the loss of every batch computed (as graphnet's log has it), each
-epoch over a fresh permutation applied to x and y together. PyTorch (comparison only) trains the
+masks from one generator, the loss of every batch computed (as graphnet's log has it) and the same
+NaN guard as graphnet's (the loss and a dot product of the gradients with ones must be finite),
+each epoch over a fresh permutation applied to x and y together. PyTorch (comparison only) trains the
 same networks with torch.optim.
 
 BLAS threads are pinned for everyone: OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and MKL_NUM_THREADS
@@ -233,6 +234,7 @@ class Flat:
         total = sum(math.prod(s) for s in shapes.values())
         self.p = np.zeros(total, np.float32)
         self.g = np.zeros(total, np.float32)
+        self.ones = np.ones(total, np.float32)  # the NaN guard: dot(g, ones), as graphnet's
         self.P, self.G, offset = {}, {}, 0
         for name, shape in shapes.items():
             size = math.prod(shape)
@@ -360,7 +362,7 @@ class HandMLP:
                 else:
                     nd *= acts[i - 1] > 0
                 d = nd
-        if not (math.isfinite(loss) and math.isfinite(float(self.flat.g.sum()))):
+        if not (math.isfinite(loss) and math.isfinite(float(np.dot(self.flat.g, self.flat.ones)))):
             raise FloatingPointError("diverged")
         self.opt.step(self.flat.p, self.flat.g, lr)
         return loss
@@ -422,7 +424,7 @@ class HandSkip:
         d0 *= a0 > 0
         np.matmul(x.T, d0, out=G["w0"])
         np.sum(d0, axis=0, out=G["b0"])
-        if not (math.isfinite(loss) and math.isfinite(float(self.flat.g.sum()))):
+        if not (math.isfinite(loss) and math.isfinite(float(np.dot(self.flat.g, self.flat.ones)))):
             raise FloatingPointError("diverged")
         self.opt.step(self.flat.p, self.flat.g, lr)
         return loss

@@ -44,6 +44,9 @@ class Step:
     # the parameters' names and per-sample output shape, looked up once instead of every step
     param_names: tuple[str, ...] = ()
     shape: tuple[int, ...] = ()
+    # the edges from other nodes whose role backward owes a gradient, with whether that source
+    # node takes one (a variadic role may mix sources that need a gradient and not)
+    grad_edges: tuple[tuple[Any, bool], ...] = ()
 
 
 @dataclass(eq=False)
@@ -110,8 +113,11 @@ class Executor:
                     allowed = frozenset(node.op.inputs) | {p.name for p in node.params}
                     takes_out = bool(node.params) and getattr(node.op, "backward_takes_out", False)
                     sources = None if node.op.variadic else tuple((e.role, e.source) for e in node.edges)
-                    steps.append(Step(node, index, self._wants(node), allowed, takes_out, sources,
-                                      tuple(p.name for p in node.params), node.shape))
+                    wants = self._wants(node)
+                    grad_edges = tuple((e, self.graph.nodes[e.source].needs_grad) for e in node.edges
+                                       if e.role in wants and e.source in self.graph.nodes)
+                    steps.append(Step(node, index, wants, allowed, takes_out, sources,
+                                      tuple(p.name for p in node.params), node.shape, grad_edges))
                     inputs.update(e.source for e in node.edges if e.source in self.graph.inputs)
             self._plans[outputs] = Plan(steps, sorted(inputs))
         return self._plans[outputs]
@@ -329,6 +335,7 @@ class Executor:
         naming the node (the training loop's NaN guard re-runs a failed step with it on).
         Returns the backward plan that ran (its ``params`` are the gradients written)."""
         values = tape.values
+        dtype = self.dtype
         grads: dict[str, np.ndarray] = {}
         for name, seed in seeds.items():
             grads[name] = self._seed(tape, name, seed)
@@ -360,21 +367,21 @@ class Executor:
                 target = targets[name]
                 if g is not target:  # written in place by the op, or copied now
                     np.copyto(target, g)
-            for edge in node.edges:
-                if edge.role not in item.wants or edge.source not in self.graph.nodes:
-                    continue
+            for edge, needs_grad in item.grad_edges:
                 g = returned[edge.role]
                 if edge.index is not None:
                     g = g[edge.index]
-                self._check_shape(node, edge.role, g, values[edge.source].shape, edge.index)
+                shape = values[edge.source].shape
+                if not (type(g) is np.ndarray and g.shape == shape and g.dtype == dtype):
+                    self._check_shape(node, edge.role, g, shape, edge.index)  # raises, naming it
                 if check_finite and not np.all(np.isfinite(g)):
                     raise TrainingError(
                         f"gradient flowing from node '{node.name}' (op {node.op.name}) into "
                         f"'{edge.source}' through role '{edge.role}' is not finite",
                         path=f"nodes.{node.name}",
                     )
-                if not self.graph.nodes[edge.source].needs_grad:
-                    continue  # a variadic role may mix sources that need a gradient and not
+                if not needs_grad:
+                    continue
                 if edge.source in grads:
                     # fan-out: a node used several times gets the sum, into a new array (ops may
                     # return dy itself or views of it, e.g. add returns dy for both a and b)

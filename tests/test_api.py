@@ -318,7 +318,7 @@ def test_training_memory_is_checked_before_any_data_is_read(monkeypatch):
     graph = build_graph(spec)
     need = loop.training_memory_need(graph, spec.train)
     # sgd without momentum: one scratch buffer; and the copy of the best parameters
-    assert need.buffers == ("parameters", "gradients", "decay mask", "scratch", "best parameters")
+    assert need.buffers == ("parameters", "gradients", "decay mask", "scratch", "best parameters", "ones (the NaN guard)")
     assert need.batch_size == 1000  # evaluation batches are larger than the training batch of 64
     available = model_need + 1  # enough for the model, not for training it
     monkeypatch.setattr("graphnet.model.available_memory", lambda: available)

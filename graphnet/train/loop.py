@@ -233,7 +233,7 @@ def training_memory_need(graph: Graph, cfg: TrainSpec) -> MemoryNeed:
     """The memory ``train`` needs for ``graph``: the model's buffers, the optimizer's, the copy of
     the best parameters, and the activations of the larger of a training batch and an
     evaluation batch (``EVAL_BATCH``). The data set itself is not counted."""
-    buffers = MODEL_BUFFERS + optimizer_buffers(cfg.optimizer) + ("best parameters",)
+    buffers = MODEL_BUFFERS + optimizer_buffers(cfg.optimizer) + ("best parameters", "ones (the NaN guard)")
     batch = max(cfg.batch_size, EVAL_BATCH)
     return memory_need(graph, dtype=DTYPE, batch_size=batch, buffers=buffers)
 
@@ -381,6 +381,7 @@ def _train_epoch(model: Model, optimizer: Optimizer, train_split: Split, cfg: Tr
     rng = np.random.default_rng([cfg.seed, epoch])
     augment_rng = np.random.default_rng([cfg.seed, epoch, 1])
     lr = cfg.optimizer.lr
+    ones = np.ones_like(model.flat_grads)  # for the NaN guard
     for step, (xb, yb) in enumerate(shuffled_batches(train_split.x, train_split.y, cfg.batch_size, rng)):
         if step < position.step:  # trained before the run was resumed: only the draws are redone
             if cfg.augment is not None:
@@ -397,8 +398,10 @@ def _train_epoch(model: Model, optimizer: Optimizer, train_split: Split, cfg: Tr
             out = model.forward(batch, (roles.loss,), training=True, step=result.steps)
             out.backward(roles.loss)
         loss = float(out[roles.loss])
-        # NaN guard: one sum over the flat gradient buffer catches any NaN or Inf.
-        if not (np.isfinite(loss) and np.isfinite(np.sum(model.flat_grads))):
+        # NaN guard: one sum over the flat gradient buffer catches any NaN or Inf (NaN and
+        # infinities propagate through a sum); a dot product with ones is that sum, through BLAS,
+        # in half the time of numpy's own.
+        if not (math.isfinite(loss) and math.isfinite(float(np.dot(model.flat_grads, ones)))):
             raise _locate_non_finite(model, batch, roles, epoch, step, result)
         optimizer.step(model.flat_params, model.flat_grads, lr)
         position.step += 1
