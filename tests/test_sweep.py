@@ -6,18 +6,20 @@ that do not fit), values turned into --set items that read back exactly, and tha
 ``graphnet.sweep.ray`` imports Ray.
 
 With Ray Tune (``pip install 'graphnet[sweep]'``): real sweeps as real processes. One Ray head
-(``ray start --head``, 2 CPUs, its own port, temp folder and HOME) serves the tests that join it
-with ``--address``: a sweep end to end on a small synthetic dataset (ASHA stopping the hopeless
-trials, a diverging trial reported with its values and its error line, the results files, the
-model files, best.gnm scored independently with numpy and by ``graphnet eval``), and Ctrl-C then
-``--resume`` (finished trials not redone, the interrupted one continued from its checkpoint to
-the parameters of a run never stopped). ``specs/quick-sweep.yaml`` runs on the local Ray the
-command starts by itself. Every Ray process the tests start is stopped, and checked gone.
+(``ray start --head``, 2 CPUs, its own ports, temp folder and HOME) serves the tests that join it
+with ``--address`` (its HOST:PORT, and its Ray Client server's ray://HOST:PORT): a sweep end to
+end on a small synthetic dataset (ASHA stopping the hopeless trials, a diverging trial reported
+with its values and its error line, the results files, the model files, best.gnm scored
+independently with numpy and by ``graphnet eval``), and Ctrl-C then ``--resume`` (finished trials
+not redone, the interrupted one continued from its checkpoint to the parameters of a run never
+stopped; through Ray Client too). ``specs/quick-sweep.yaml`` runs on the local Ray the command
+starts by itself. Every Ray process the tests start is stopped, and checked gone.
 """
 
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 import re
@@ -31,6 +33,7 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import NamedTuple, Optional
 
 import numpy as np
 import pytest
@@ -322,6 +325,27 @@ def test_without_ray_the_sweep_command_says_what_to_install(run_python, synth):
                                      "(pip install 'graphnet[sweep]' (or pip install 'ray[tune]'))")
 
 
+def test_without_ray_client_a_ray_address_says_what_to_install(run_python, synth):
+    """gRPC made unimportable, as with ray[tune] but not ray[client]: refused before anything is read."""
+    pytest.importorskip("ray", reason=NEEDS_RAY)
+    result = run_python(f"""
+        import sys
+        class NoGrpc:
+            def find_spec(self, name, path=None, target=None):
+                if name == "grpc" or name.startswith("grpc."):
+                    raise ModuleNotFoundError(f"No module named {{name!r}}")
+        sys.meta_path.insert(0, NoGrpc())
+        from graphnet.cli import main
+        sys.argv = ["graphnet", "sweep", {str(synth / "whatever.yaml")!r}, "--address", "ray://head:10001"]
+        main()
+    """)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "graphnet: error: --address: joining ray://head:10001 needs Ray Client, which is not installed "
+        "(pip install 'graphnet[sweep]' (or pip install 'ray[client]'), or give the head's HOST:PORT (the GCS "
+        "port `ray start --head` printed), or auto on a cluster machine)")
+
+
 def test_the_output_folder_and_the_address_are_checked_before_anything_runs(run_cli, synth, tmp_path):
     pytest.importorskip("ray", reason=NEEDS_RAY)
     sweep = write(synth, "folder.yaml", "spec: tiny.yaml\nsearch: {layers.dropout: {choice: [0]}}\n")
@@ -333,10 +357,6 @@ def test_the_output_folder_and_the_address_are_checked_before_anything_runs(run_
         (["--out", tmp_path / "new", "--resume"],
          f"{tmp_path / 'new'}: there is no sweep to resume here (no journal.json) (start the sweep without "
          "--resume, or give the folder it wrote with --out)"),
-        (["--address", "ray://head:10001"],
-         "--address: Ray Client addresses (ray://) are not supported; received ray://head:10001 (run graphnet "
-         "sweep on a machine of the cluster with --address auto, or give the head's HOST:PORT (the GCS port "
-         "`ray start --head` printed) from a machine that can reach it)"),
         (["--resume", "--max-concurrent", "2"],
          "--max-concurrent: --max-concurrent cannot change when a sweep resumes (resume without it: the sweep "
          "goes on with the value it started with)"),
@@ -408,18 +428,32 @@ def using(marker: str) -> list[int]:
     return found
 
 
+class Head(NamedTuple):
+    address: str  # HOST:PORT, the head's GCS
+    env: dict[str, str]  # the environment of a command that joins it
+    client: Optional[str]  # ray://HOST:PORT, its Ray Client server (None without ray[client])
+    logs: Path  # its session's logs
+
+
+def has_ray_client() -> bool:
+    return importlib.util.find_spec("grpc") is not None
+
+
 @pytest.fixture(scope="module")
 def ray_head(ray_folder):
-    """``ray start --head`` with 2 CPUs on free ports, in a process group of its own; yields the
-    address and the environment that joins it. Stopped (the whole group) and checked gone."""
+    """``ray start --head`` with 2 CPUs on free ports (its Ray Client server's too, where
+    ``ray[client]`` is installed: Ray would take 10001 otherwise), in a process group of its own.
+    Stopped (the whole group) and checked gone."""
     # Ray's clusters authenticate their clients with a token (Ray >= 2.5x); one made up for this one
     token = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     env = {**ray_env(ray_folder, "head"), **token}
-    port = free_port()
+    port, client_port = free_port(), free_port() if has_ray_client() else None
     log_path = ray_folder / "head.log"
     command = [str(Path(sys.executable).parent / "ray"), "start", "--head", f"--port={port}", "--num-cpus=2",
                f"--temp-dir={ray_folder / 'head'}", "--include-dashboard=false",
                f"--dashboard-port={free_port()}", "--disable-usage-stats", "--block"]
+    if client_port is not None:
+        command.append(f"--ray-client-server-port={client_port}")
     with open(log_path, "w") as log:
         head = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -428,7 +462,9 @@ def ray_head(ray_folder):
             assert head.poll() is None, f"ray start failed:\n{log_path.read_text()}"
             assert time.monotonic() < deadline, f"ray start did not finish:\n{log_path.read_text()}"
             time.sleep(0.3)
-        yield f"127.0.0.1:{port}", {**ray_env(ray_folder, "driver"), **token}
+        yield Head(f"127.0.0.1:{port}", {**ray_env(ray_folder, "driver"), **token},
+                   f"ray://127.0.0.1:{client_port}" if client_port is not None else None,
+                   ray_folder / "head" / "session_latest" / "logs")
     finally:
         stop_group(head)
 
@@ -476,7 +512,7 @@ def test_a_sweep_end_to_end_on_a_ray_cluster(ray_head, synth, tmp_path):
     """5 trials of the tiny spec: two sensible learning rates first, then two hopeless ones that
     ASHA stops after their first epoch (by then a sensible trial has set the bar at that rung),
     and one that diverges (the NaN guard fails it; the sweep goes on)."""
-    address, env = ray_head
+    address, env = ray_head.address, ray_head.env
     sweep = write(synth, "e2e.yaml", """\
         spec: tiny.yaml
         search:
@@ -550,10 +586,69 @@ def test_a_sweep_end_to_end_on_a_ray_cluster(ray_head, synth, tmp_path):
     assert f"best: {out / 'best.gnm'} = {out / best['model']}" in result.stdout
 
 
-def test_ctrl_c_keeps_finished_trials_and_resume_goes_on(ray_head, synth, tmp_path):
+def client_address(head: Head) -> str:
+    if head.client is None:
+        pytest.skip("Ray Client needs pip install 'ray[client]'")
+    return head.client
+
+
+def client_server_logs(head: Head) -> str:
+    """The end of the head's Ray Client server logs (what an assertion shows when joining fails)."""
+    logs = sorted(head.logs.glob("ray_client_server*.err")) if head.client is not None else []
+    return "".join(f"\n--- {log.name}:\n" + log.read_text(errors="replace")[-3000:] for log in logs)
+
+
+def test_a_sweep_through_ray_client(ray_head, synth, tmp_path):
+    """``--address ray://HOST:PORT``: Tune's driver runs on the cluster (Ray Client starts it
+    there), and the trials' events still reach this command: the live lines, the journal, the
+    results, the model files and best.gnm, as with HOST:PORT."""
+    address, env = client_address(ray_head), ray_head.env
+    sweep = write(synth, "client.yaml", """\
+        spec: tiny.yaml
+        search:
+          train.optimizer.lr: {grid: [0.1, 0.05, 1.0e-6, 1.0e+6]}
+        seed: 3
+        scheduler: {type: asha, grace_period: 1, reduction_factor: 2}
+        """)
+    out = tmp_path / "client"
+    result = graphnet(env, "sweep", sweep, "--address", address, "--out", out)
+    assert result.returncode == 0, result.stdout + result.stderr + client_server_logs(ray_head)
+    assert f"Ray cluster at {address}: 2 CPUs on 1 node" in result.stdout
+    assert "trial-001 started: train.optimizer.lr=0.1" in result.stdout
+    assert re.search(r"^trial-001 epoch 1/4: val_error ", result.stdout, re.MULTILINE)
+
+    document = results_of(out)
+    rows = {row["trial"]: row for row in document["trials"]}
+    assert sorted(rows) == ["trial-001", "trial-002", "trial-003", "trial-004"]
+    sensible = [rows["trial-001"], rows["trial-002"]]
+    assert "completed" in {row["status"] for row in sensible}
+    hopeless = rows["trial-003"]  # started once a sensible trial had set the bar at the first rung
+    assert (hopeless["status"], hopeless["epochs"]) == ("stopped", 1)
+    failed = rows["trial-004"]
+    assert failed["status"] == "failed" and failed["error"].startswith("training diverged at epoch 1, step ")
+    assert f"trial-004 failed (train.optimizer.lr=1e+06): {failed['error']}" in result.stdout
+
+    data = np.load(synth / "blobs.npz")
+    x_val, y_val = data["x_train"][-300:], data["y_train"][-300:]
+    ranked = sorted((row for row in rows.values() if row["rank"] is not None), key=lambda row: row["rank"])
+    assert [row["trial"] for row in ranked[-1:]] == ["trial-003"]
+    for row in ranked:
+        assert forward_error(out / row["model"], x_val, y_val) == row["score"]
+    best = document["best"]
+    assert best["trial"] == ranked[0]["trial"] in ("trial-001", "trial-002")
+    assert (out / "best.gnm").read_bytes() == (out / best["model"]).read_bytes()
+    scored = graphnet(env, "eval", out / "best.gnm", "--split", "val", "--data", synth / "blobs.npz")
+    assert scored.returncode == 0, scored.stderr
+    assert f"error {best['score'] * 100:.2f}%" in scored.stdout
+
+
+@pytest.mark.parametrize("client", [False, True], ids=["gcs", "ray-client"])
+def test_ctrl_c_keeps_finished_trials_and_resume_goes_on(ray_head, synth, tmp_path, client):
     """Ctrl-C while the second of three trials runs; --resume does not redo the first, continues
-    the second from its last epoch (to the parameters of a run never stopped) and runs the third."""
-    address, env = ray_head
+    the second from its last epoch (to the parameters of a run never stopped) and runs the third.
+    Through Ray Client too, where Tune's driver runs on the cluster and this command stops it."""
+    address = client_address(ray_head) if client else ray_head.address
+    env = ray_head.env
     sweep = write(synth, "slow.yaml", """\
         spec: tiny.yaml
         set: {train.epochs: 60}
@@ -578,7 +673,7 @@ def test_ctrl_c_keeps_finished_trials_and_resume_goes_on(ray_head, synth, tmp_pa
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
             driver.wait()
-    assert driver.returncode == 130, output
+    assert driver.returncode == 130, output + (client_server_logs(ray_head) if client else "")
     assert f"interrupted: the finished trials are kept; go on with: graphnet sweep {sweep} --resume --out {out}" in output
     rows = {row["trial"]: row for row in results_of(out)["trials"]}
     assert rows["trial-001"]["status"] == "completed"

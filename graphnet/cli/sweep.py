@@ -20,8 +20,9 @@ DATA_HELP = (
 )
 ADDRESS_HELP = (
     "Join this Ray cluster instead of starting a local Ray: auto (a cluster this machine is part "
-    "of) or HOST:PORT of its head (what `ray start --head` printed). Ray Client (ray://) is not "
-    "supported: run the command on a machine of the cluster."
+    "of), HOST:PORT of its head (what `ray start --head` printed), or ray://HOST:PORT (its Ray "
+    "Client server, port 10001 by default: Tune's driver then runs on the head, and the output "
+    "folder must be on a file system the head shares)."
 )
 
 

@@ -94,7 +94,7 @@ def _spec_errors_from_pydantic(
     paths: set[tuple] = set()
     reported = to_report(error.errors())
     for found in reported[: 4 * MAX_REPORTED]:
-        spec_error, path = _one_error(found, data)
+        spec_error, path = spec_error_from_pydantic(found, data)
         if path in paths:
             continue  # a value that fits no member of a union: the first member's error says it
         paths.add(path)
@@ -108,8 +108,23 @@ def _spec_errors_from_pydantic(
     return in_file + from_set, total
 
 
-def _one_error(found: dict, data: dict) -> tuple[SpecError, tuple]:
-    """A SpecError (not yet located) for one of pydantic's errors, and its spec path."""
+def spec_error_from_pydantic(found: dict, data: dict) -> tuple[SpecError, tuple]:
+    """One of pydantic's errors (an entry of ``ValidationError.errors()``) as a SpecError, and
+    the path of the value it is about in ``data`` (the validated mapping).
+
+    The message says what is wrong in graphnet's words (``unknown key 'lr'``, ``missing required
+    key 'type'``, or pydantic's message or a :class:`SpecRule`'s, then ``; received x`` unless the
+    value is a mapping), with a hint on how to fix it. The path has pydantic's union tags removed
+    (``train.optimizer.lr``, not ``train.optimizer.sgd.lr``); it becomes the error's dotted
+    ``path`` (its keys clipped; ``<top>`` for the whole mapping) and is returned as a tuple for
+    :func:`~graphnet.spec.models.place`, which locates the error at its line (it is not located
+    yet: ``file`` and ``line`` are unset). Errors with the same path are one mistake (a value
+    that fits no member of a union): callers keep the first.
+
+    The allowed keys of an unknown key's hint and the ``type:`` values of a section that does not
+    say its type are looked up in the :class:`Spec` models: a caller validating other models (the
+    sweep file) replaces that hint with its own.
+    """
     kind = found["type"]
     loc = tuple(found["loc"])
     path = _data_path(loc, data, names_key=kind in ("missing", "extra_forbidden"))

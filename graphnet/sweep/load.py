@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from ..errors import GraphnetError, SpecError, clip, did_you_mean, raise_all, to_report
 from ..spec import Spec, apply_override, dotted, parse_spec, validate_spec_data
 from ..spec.files import read_spec_file
-from ..spec.load import _one_error  # pydantic error -> SpecError (see the module docstring)
+from ..spec.load import spec_error_from_pydantic
 from ..spec.models import place
 from ..spec.text import parse_text, parse_value
 from .models import METRICS, Domain, ResourcesSpec, SchedulerSpec, SweepSpec, format_value
@@ -141,7 +141,7 @@ def _sweep_errors(error: ValidationError, data: dict, file: str, lines: dict[str
     errors: list[SpecError] = []
     seen: set[tuple] = set()
     for found in to_report(error.errors()):
-        located, path = _one_error(found, data)
+        located, path = spec_error_from_pydantic(found, data)
         if path in seen:
             continue
         seen.add(path)

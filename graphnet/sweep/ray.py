@@ -4,7 +4,8 @@ sweep runs (``pip install 'graphnet[sweep]'``); everything else in ``graphnet.sw
 Ray Tune does what a sweep needs and graphnet does not reimplement: it draws the trials' values
 (``tune.loguniform``, ``tune.choice``, ``tune.grid_search``), runs the trials side by side on the
 CPUs it has (a local Ray started for the command, or a cluster joined with an address: the only
-difference between a laptop and many machines), stops weak trials early from their per-epoch
+difference between a laptop and many machines; through Ray Client, ``ray://``, Tune's driver runs
+on the cluster and its trial events are relayed here), stops weak trials early from their per-epoch
 reports (ASHA), keeps each trial's last checkpoint, and restores an interrupted experiment.
 
 A trial is ``graphnet.sweep.trial.run_trial``: the training loop of ``graphnet run``, reporting
@@ -21,7 +22,9 @@ import importlib.util
 import logging
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +33,7 @@ from typing import Any, Iterator, Optional
 from ..errors import GraphnetError
 from .blas import thread_environment
 from .load import Plan
-from .state import TUNE_DIR, Journal, trial_name
+from .state import REPORTED, TUNE_DIR, Journal, trial_name
 from .trial import MODEL_FILE, Job, TrialFailed, run_trial
 
 INSTALL = "pip install 'graphnet[sweep]'"
@@ -63,14 +66,19 @@ def require() -> None:
 
 
 def check_address(address: Optional[str]) -> None:
-    """Refuse, before anything is read, an address this command cannot use."""
-    if address is not None and address.startswith("ray://"):
-        # Through Ray Client, Tune runs the experiment's driver on the cluster: the trials'
-        # events (the live table, the journal, Ctrl-C) would not reach this command.
-        raise GraphnetError(
-            f"Ray Client addresses (ray://) are not supported; received {address}", path="--address",
-            hint="run graphnet sweep on a machine of the cluster with --address auto, or give the head's "
-                 "HOST:PORT (the GCS port `ray start --head` printed) from a machine that can reach it")
+    """Refuse, before anything is read, an address this command cannot use: a Ray Client address
+    (``ray://HOST:PORT``) needs Ray's client library (gRPC), which ``ray[tune]`` alone lacks."""
+    if address is not None and address.startswith("ray://") and not _client_available():
+        raise GraphnetError(f"joining {address} needs Ray Client, which is not installed", path="--address",
+                            hint=f"{INSTALL} (or pip install 'ray[client]'), or give the head's HOST:PORT "
+                                 "(the GCS port `ray start --head` printed), or auto on a cluster machine")
+
+
+def _client_available() -> bool:
+    try:
+        return importlib.util.find_spec("grpc") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def local_cores() -> int:
@@ -102,6 +110,8 @@ def run(plan: Plan, job: Job, out: Path, journal: Journal, *, address: Optional[
 
     cluster = _connect(ray, address, job.cpus)
     try:
+        client = ray.util.client.ray.is_connected()
+        mailbox = _open_mailbox(ray) if client else None  # before Tune's driver can send anything
         trainable = tune.with_resources(tune.with_parameters(_trainable, job=job), {"cpu": job.cpus})
         experiment = out.resolve() / TUNE_DIR
         if resume and tune.Tuner.can_restore(str(experiment)):
@@ -112,7 +122,10 @@ def run(plan: Plan, job: Job, out: Path, journal: Journal, *, address: Optional[
                                tune_config=_tune_config(tune, plan, max_concurrent),
                                run_config=_run_config(tune, experiment))
         with _feeding(journal, plan.paths), _quiet_loggers():
-            tuner.fit()
+            if mailbox is None:
+                tuner.fit()
+            else:
+                _fit_through_client(tuner, mailbox, journal, plan.paths)
     finally:
         ray.shutdown()
     stopped = journal.stop_running()
@@ -135,7 +148,7 @@ def _connect(ray: Any, address: Optional[str], cpus: int) -> str:
         if address is None:
             ray.init(num_cpus=local_cores(), include_dashboard=False, **options)
         else:
-            ray.init(address=address, **options)
+            _init_retrying(ray, address, options)
     except Exception as error:  # Ray raises ConnectionError, RuntimeError, ValueError...
         ray.shutdown()
         if address is None:
@@ -153,6 +166,25 @@ def _connect(ray: Any, address: Optional[str], cpus: int) -> str:
                             path="resources.cpus", hint="ask for fewer CPUs per trial, or add machines")
     where = "local Ray" if address is None else f"Ray cluster at {address}"
     return f"{where}: {total} CPUs on {nodes} node{'s' if nodes != 1 else ''}"
+
+
+# Ray Client's server starts a server process for each client, and that process sometimes dies
+# at once (an empty log; Ray forks it from a gRPC server, running Python in the child): seen
+# for about one connection in 20 on a busy 2-core machine. The next connection starts another.
+_CLIENT_SERVER_FAILED = "Starting Ray client server failed"
+_CLIENT_TRIES = 3
+
+
+def _init_retrying(ray: Any, address: str, options: dict) -> None:
+    """``ray.init(address)``; through Ray Client, tried again when its per-client server died."""
+    for attempt in range(1, _CLIENT_TRIES + 1):
+        try:
+            ray.init(address=address, **options)
+            return
+        except ConnectionError as error:
+            if attempt == _CLIENT_TRIES or _CLIENT_SERVER_FAILED not in str(error):
+                raise
+            ray.shutdown()
 
 
 def _space(tune: Any, plan: Plan) -> dict[str, Any]:
@@ -282,6 +314,13 @@ def _callback_base() -> type:
     return Callback
 
 
+# A trial's event, as plain data: ("started", id, number, config), ("reported", id, metrics),
+# ("checkpointed", id, folder), ("ended", id), ("failed", id, error line). The callback makes
+# them where Tune's driver runs; they reach the journal directly (Tune's driver in this process),
+# or through the mailbox (Ray Client: Tune's driver runs on the cluster).
+Event = tuple
+
+
 class _Events(_callback_base() if available() else object):  # type: ignore[misc]
     """Tune's trial events, handed to the journal of the running sweep."""
 
@@ -291,31 +330,187 @@ class _Events(_callback_base() if available() else object):  # type: ignore[misc
     def __setstate__(self, state: dict) -> None:
         pass
 
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        """Tell the mailbox (if any) where Tune's driver is: once, from Tune's loop (by then Tune
+        has installed its signal handlers)."""
+        if "journal" not in _FEEDING and "driver" not in _FEEDING:
+            _FEEDING["driver"] = True
+            mailbox = _mailbox()
+            if mailbox is not None:
+                _call(mailbox.driver, os.getpid(), threading.current_thread() is threading.main_thread())
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        """Wait until the mailbox holds every event posted (a mailbox runs one caller's calls in
+        order): fit() returns after this, and the command then empties the mailbox a last time."""
+        posted = _FEEDING.pop("posted", None)
+        if posted is not None:
+            import ray
+
+            ray.get(posted)
+
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        journal = _FEEDING.get("journal")
-        if journal is not None:
-            values = {path: trial.config.get(path) for path in _FEEDING["paths"]}
-            journal.started(trial.trial_id, _trial_number(trial), values)
+        _deliver(("started", trial.trial_id, _trial_number(trial), dict(trial.config)))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        journal = _FEEDING.get("journal")
-        if journal is not None:
-            journal.reported(trial.trial_id, result)
+        _deliver(("reported", trial.trial_id, {key: result[key] for key in REPORTED if key in result}))
 
     def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:
-        journal = _FEEDING.get("journal")
-        if journal is not None:
-            journal.checkpointed(trial.trial_id, checkpoint.path)
+        _deliver(("checkpointed", trial.trial_id, checkpoint.path))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        journal = _FEEDING.get("journal")
-        if journal is not None:
-            journal.ended(trial.trial_id)
+        _deliver(("ended", trial.trial_id))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        journal = _FEEDING.get("journal")
-        if journal is not None:
-            journal.failed(trial.trial_id, _error_line(trial))
+        _deliver(("failed", trial.trial_id, _error_line(trial)))
+
+
+def _deliver(event: Event) -> None:
+    """To the journal of this process's sweep, else to the mailbox of the Ray Client command."""
+    journal = _FEEDING.get("journal")
+    if journal is not None:
+        _apply(journal, _FEEDING["paths"], event)
+        return
+    mailbox = _mailbox()
+    if mailbox is not None:  # not waited for here (the trials wait for Tune's loop): at the end
+        _FEEDING["posted"] = mailbox.put.remote(event)
+
+
+def _apply(journal: Journal, paths: list[str], event: Event) -> None:
+    kind, trial_id, *rest = event
+    if kind == "started":
+        number, config = rest
+        journal.started(trial_id, number, {path: config.get(path) for path in paths})
+    elif kind == "reported":
+        journal.reported(trial_id, rest[0])
+    elif kind == "checkpointed":
+        journal.checkpointed(trial_id, rest[0])
+    elif kind == "ended":
+        journal.ended(trial_id)
+    else:
+        journal.failed(trial_id, rest[0])
+
+
+# ----------------------------------------------------------------------------------------------
+# Ray Client: Tune's driver on the cluster, the journal here
+# ----------------------------------------------------------------------------------------------
+#
+# Through Ray Client (``ray://``), ``Tuner`` does not run the experiment in this process: it
+# starts Tune's driver (its TunerInternal) as an actor on the node of the cluster's client
+# server, with the callbacks pickled into it, and ``fit()`` waits for that actor. So the callback
+# runs there, where this command's journal is not; it posts the trials' events to a mailbox (an
+# actor of this job, on the same node), which this command empties while fit() waits in a thread.
+# Ctrl-C here asks the mailbox to send Tune's driver SIGUSR1, Tune's own "stop and save the
+# experiment" signal (what Ctrl-C does to a driver running here). The experiment's folder is
+# written by the cluster: the output folder must be on a file system the cluster shares.
+
+_MAILBOX = "graphnet-sweep-mailbox"
+_POLL_S = 0.25
+
+
+class _Mailbox:
+    """The trials' events on their way from Tune's driver (on the cluster) to this command, and
+    where that driver is, for Ctrl-C."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.pid: Optional[int] = None
+        self.signalable = False
+        self.stop = False
+
+    def put(self, event: Event) -> None:
+        self.events.append(event)
+
+    def take(self) -> list[Event]:
+        events, self.events = self.events, []
+        return events
+
+    def driver(self, pid: int, signalable: bool) -> None:
+        self.pid, self.signalable = pid, signalable
+        if self.stop:
+            self.interrupt()
+
+    def interrupt(self) -> bool:
+        """Stop the experiment as Ctrl-C would (at once, or as soon as its driver has started);
+        False when its driver cannot be signalled (Tune installs its handler only when it runs
+        in its process's main thread)."""
+        self.stop = True
+        if self.pid is None:
+            return True
+        if not self.signalable:
+            return False
+        os.kill(self.pid, signal.SIGUSR1)
+        return True
+
+
+def _open_mailbox(ray: Any) -> Any:
+    """The mailbox, on the node where Tune will start its driver (the client server's node)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+    mailbox = ray.remote(num_cpus=0)(_Mailbox).options(name=_MAILBOX, scheduling_strategy=here).remote()
+    ray.get(mailbox.take.remote())  # started
+    return mailbox
+
+
+def _mailbox() -> Any:
+    """In Tune's driver: the mailbox of the command that started it, or None (no Ray Client)."""
+    if "mailbox" not in _FEEDING:
+        import ray
+
+        try:
+            _FEEDING["mailbox"] = ray.get_actor(_MAILBOX)
+        except ValueError:  # no such actor in this job
+            _FEEDING["mailbox"] = None
+    return _FEEDING["mailbox"]
+
+
+def _call(method: Any, *args: Any) -> Any:
+    import ray
+
+    return ray.get(method.remote(*args))
+
+
+def _fit_through_client(tuner: Any, mailbox: Any, journal: Journal, paths: list[str]) -> None:
+    """``tuner.fit()`` in a thread; here, the mailbox's events into the journal until it returns.
+    The first Ctrl-C stops the experiment as Tune stops it (the state saved, resumable); a second
+    one stops this command at once (a KeyboardInterrupt, as with Tune's driver here)."""
+    failure: list[BaseException] = []
+
+    def fit() -> None:
+        try:
+            tuner.fit()
+        except BaseException as error:  # handed to the main thread
+            failure.append(error)
+
+    asked = threading.Event()
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_ctrl_c(number: int, frame: Any) -> None:
+        asked.set()
+        signal.signal(signal.SIGINT, previous)
+
+    thread = threading.Thread(target=fit, name="graphnet-sweep-fit", daemon=True)
+    if threading.current_thread() is threading.main_thread():  # (only there can it be caught)
+        signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        thread.start()
+        sent = False
+        while True:
+            over = not thread.is_alive()  # then every event is in the mailbox (on_experiment_end)
+            for event in _call(mailbox.take):
+                _apply(journal, paths, event)
+            if over:
+                break
+            if asked.is_set() and not sent:
+                sent = True
+                if not _call(mailbox.interrupt):
+                    raise KeyboardInterrupt
+            thread.join(_POLL_S)
+    finally:
+        if signal.getsignal(signal.SIGINT) is on_ctrl_c:
+            signal.signal(signal.SIGINT, previous)
+    if failure:
+        raise failure[0]
 
 
 def _error_line(trial: Any) -> str:
