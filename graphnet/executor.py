@@ -331,8 +331,9 @@ class Executor:
 
         Parameter gradients go into ``param_grads[node][param]`` (arrays of the parameters'
         shapes): an op whose backward takes ``out`` writes them there itself, any other op's are
-        copied there. Gradients wrt graph inputs are never computed. ``check_finite`` stops at the first non-finite gradient,
-        naming the node (the training loop's NaN guard re-runs a failed step with it on).
+        copied there. Gradients wrt graph inputs are never computed. ``check_finite`` stops at
+        the first non-finite gradient, naming the node (the training loop's NaN guard re-runs a
+        failed step with it on).
         Returns the backward plan that ran (its ``params`` are the gradients written)."""
         values = tape.values
         dtype = self.dtype
