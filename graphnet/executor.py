@@ -41,9 +41,8 @@ class Step:
     takes_out: bool = False  # backward takes ``out`` (parameter gradient buffers)
     # (role, source) of each input, or None for a node with a variadic role (grouped per call)
     sources: tuple[tuple[str, str], ...] | None = None
-    # the parameters' names and per-sample output shape, looked up once instead of every step
+    # the parameters' names, looked up once instead of every step
     param_names: tuple[str, ...] = ()
-    shape: tuple[int, ...] = ()
     # the edges from other nodes whose role backward owes a gradient, with whether that source
     # node takes one (a variadic role may mix sources that need a gradient and not)
     grad_edges: tuple[tuple[Any, bool], ...] = ()
@@ -117,7 +116,7 @@ class Executor:
                     grad_edges = tuple((e, self.graph.nodes[e.source].needs_grad) for e in node.edges
                                        if e.role in wants and e.source in self.graph.nodes)
                     steps.append(Step(node, index, wants, allowed, takes_out, sources,
-                                      tuple(p.name for p in node.params), node.shape, grad_edges))
+                                      tuple(p.name for p in node.params), grad_edges))
                     inputs.update(e.source for e in node.edges if e.source in self.graph.inputs)
             self._plans[outputs] = Plan(steps, sorted(inputs))
         return self._plans[outputs]
@@ -197,9 +196,7 @@ class Executor:
                     f"op '{node.op.name}' failed in forward: {type(error).__name__}: {error}",
                     path=f"nodes.{node.name}",
                 ) from error
-            if not (type(out) is np.ndarray and out.dtype == dtype and batch_size is not None
-                    and out.shape == (() if node.op.reduces_batch else (batch_size, *item.shape))):
-                self._check_output(node, out, batch_size)  # raises, unless N is not known
+            self._check_output(node, out, batch_size)
             if check_finite and not np.all(np.isfinite(out)):
                 raise TrainingError(
                     f"output of node '{node.name}' (op {node.op.name}) is not finite",
@@ -336,7 +333,6 @@ class Executor:
         failed step with it on).
         Returns the backward plan that ran (its ``params`` are the gradients written)."""
         values = tape.values
-        dtype = self.dtype
         grads: dict[str, np.ndarray] = {}
         for name, seed in seeds.items():
             grads[name] = self._seed(tape, name, seed)
@@ -372,9 +368,7 @@ class Executor:
                 g = returned[edge.role]
                 if edge.index is not None:
                     g = g[edge.index]
-                shape = values[edge.source].shape
-                if not (type(g) is np.ndarray and g.shape == shape and g.dtype == dtype):
-                    self._check_shape(node, edge.role, g, shape, edge.index)  # raises, naming it
+                self._check_shape(node, edge.role, g, values[edge.source].shape, edge.index)
                 if check_finite and not np.all(np.isfinite(g)):
                     raise TrainingError(
                         f"gradient flowing from node '{node.name}' (op {node.op.name}) into "
