@@ -307,19 +307,25 @@ def test_nothing_but_the_ray_module_imports_ray(run_python):
     assert named == ["graphnet/sweep/ray.py"]
 
 
+def _sweep_without(module: str, args: list[str]) -> str:
+    """A script running `graphnet sweep ARGS` with ``module`` made unimportable (a finder that
+    refuses it), as on a machine without the package."""
+    return f"""
+        import sys
+        class Refuse:
+            def find_spec(self, name, path=None, target=None):
+                if name == {module!r} or name.startswith({module + "."!r}):
+                    raise ModuleNotFoundError(f"No module named {{name!r}}")
+        sys.meta_path.insert(0, Refuse())
+        from graphnet.cli import main
+        sys.argv = ["graphnet", "sweep", *{args!r}]
+        main()
+    """
+
+
 def test_without_ray_the_sweep_command_says_what_to_install(run_python, synth):
     """Ray made unimportable (a finder that refuses it), as on a machine without the extra."""
-    result = run_python(f"""
-        import sys
-        class NoRay:
-            def find_spec(self, name, path=None, target=None):
-                if name == "ray" or name.startswith("ray."):
-                    raise ModuleNotFoundError(f"No module named {{name!r}}")
-        sys.meta_path.insert(0, NoRay())
-        from graphnet.cli import main
-        sys.argv = ["graphnet", "sweep", {str(synth / "whatever.yaml")!r}]
-        main()
-    """)
+    result = run_python(_sweep_without("ray", [str(synth / "whatever.yaml")]))
     assert result.returncode == 1
     assert result.stderr.strip() == ("graphnet: error: graphnet sweep runs on Ray Tune, which is not installed "
                                      "(pip install 'graphnet[sweep]' (or pip install 'ray[tune]'))")
@@ -328,17 +334,7 @@ def test_without_ray_the_sweep_command_says_what_to_install(run_python, synth):
 def test_without_ray_client_a_ray_address_says_what_to_install(run_python, synth):
     """gRPC made unimportable, as with ray[tune] but not ray[client]: refused before anything is read."""
     pytest.importorskip("ray", reason=NEEDS_RAY)
-    result = run_python(f"""
-        import sys
-        class NoGrpc:
-            def find_spec(self, name, path=None, target=None):
-                if name == "grpc" or name.startswith("grpc."):
-                    raise ModuleNotFoundError(f"No module named {{name!r}}")
-        sys.meta_path.insert(0, NoGrpc())
-        from graphnet.cli import main
-        sys.argv = ["graphnet", "sweep", {str(synth / "whatever.yaml")!r}, "--address", "ray://head:10001"]
-        main()
-    """)
+    result = run_python(_sweep_without("grpc", [str(synth / "whatever.yaml"), "--address", "ray://head:10001"]))
     assert result.returncode == 1
     assert result.stderr.strip() == (
         "graphnet: error: --address: joining ray://head:10001 needs Ray Client, which is not installed "
