@@ -17,12 +17,12 @@ because Linux counts the parent's high-water mark into a child's ru_maxrss acros
 BLAS threads are pinned to --threads (OPENBLAS/OMP/MKL_NUM_THREADS, default 1) in every child.
 
 1. Peak RSS. A baseline process imports numpy and the graphnet modules `graphnet run` imports
-   (graphnet.spec, graphnet.train.loop, graphnet.modelfile) and does nothing: its RSS is the
+   (graphnet.cli.train, graphnet.spec, graphnet.train.loop, graphnet.modelfile) and does nothing: its RSS is the
    interpreter's price, reported separately. The training process imports the same, loads the
    spec with the epochs override, and runs `graphnet run`'s code: ``loop.prepare`` (graph,
-   memory check, data), then ``loop.train`` with a checkpoint function that writes a model file
-   (with the resume snapshot) exactly as graphnet/cli/train.py's does, into a temporary
-   folder. Its peak is ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` at the end; ru_maxrss is
+   memory check, data), then ``loop.train`` with `graphnet run`'s own checkpoint function
+   (``graphnet.cli.train.model_file_checkpoint``: the model file with the resume snapshot), into
+   a temporary folder. Its peak is ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` at the end; ru_maxrss is
    also read at every step, validation, checkpoint and at the test evaluation, which says in
    which phase the peak was reached, and so is the RSS itself, whose highest value after the
    data load is the peak of the training proper (to within a step). The budget is the target's
@@ -135,6 +135,7 @@ def import_graphnet() -> None:
     """What `graphnet run` imports before it reads data (the baseline imports exactly this)."""
     import numpy  # noqa: F401
 
+    import graphnet.cli.train  # noqa: F401
     import graphnet.modelfile  # noqa: F401
     import graphnet.spec  # noqa: F401
     import graphnet.train.loop  # noqa: F401
@@ -172,7 +173,7 @@ def train_child(args) -> dict:
     import_graphnet()
     after_imports = rss_now()
     from graphnet.model import memory_need
-    from graphnet.modelfile import save_model
+    from graphnet.cli.train import model_file_checkpoint
     from graphnet.train.loop import DTYPE, prepare, train, train_section, training_memory_need
 
     spec, where = load_recipe(args, args.epochs)
@@ -200,17 +201,15 @@ def train_child(args) -> dict:
     mark("data load (loop.prepare)")
     after_load, loaded[0] = rss_now(), True
 
-    # graphnet/cli/train.py's checkpoint, writing into a temporary folder
+    # graphnet run's own checkpoint, writing into a temporary folder
     folder = tempfile.TemporaryDirectory()
     output = Path(folder.name) / f"{spec.name}.gnm"
-    keep = {"preprocess": data.preprocess, "classes": data.classes_record(), "data": data.description}
+    save = model_file_checkpoint(output, data)
     epoch = [0]
 
     def checkpoint(model, log, metrics, resume=None):
         mark("test evaluation" if metrics else f"epoch {epoch[0]} validation")
-        log = {**log, "data": data.description}
-        save_model(output, model, log=log, metrics=metrics, **keep,
-                   resume=resume.header if resume else None, optimizer=resume.tensors if resume else None)
+        save(model, log, metrics, resume=resume)
         mark("final checkpoint (save_model)" if metrics else f"epoch {epoch[0]} checkpoint (save_model)")
 
     class Progress:

@@ -84,7 +84,7 @@ def run(
         "bit for bit. Writes MODEL again unless --out names another file.",
     ),
 ) -> None:
-    from ..modelfile import check_output, load_model, save_model
+    from ..modelfile import check_output, load_model
     from ..spec import load_spec
     from ..train.data.record import describe_record
     from ..train.loop import prepare, train, train_section
@@ -102,15 +102,7 @@ def run(
         output = check_output(out or cfg.output or f"runs/{loaded.name}.gnm", overwrite)
     started = time.perf_counter()
     graph, roles, data = prepare(loaded, data_dir)
-    # What the model file needs to be used without the data: the preprocessing with its fitted
-    # statistics, the classes, and a description of the data (no path on this machine: the file
-    # is used elsewhere, where `eval` finds the data by the usual search or `--data`).
-    keep = {"preprocess": data.preprocess, "classes": data.classes_record(), "data": data.description}
-
-    def checkpoint(model, log, metrics, resume=None):
-        log = {**log, "data": data.description}
-        save_model(output, model, log=log, metrics=metrics, **keep,
-                   resume=resume.header if resume else None, optimizer=resume.tensors if resume else None)
+    checkpoint = model_file_checkpoint(output, data)
 
     val = len(data.val) if data.val is not None else 0
     automatic = " (automatic)" if cfg.data.validation is None and val else ""
@@ -212,6 +204,24 @@ def _check_classes(graph: Any, roles: Any, classes: int) -> None:
             f"'{roles.predict}' has {width} outputs",
             hint="score it on data of the dataset it was trained on",
         )
+
+
+def model_file_checkpoint(output: Path, data: Any):
+    """The checkpoint function `graphnet run` gives the training loop: each call writes the model
+    file ``output`` (atomically) with the log, the metrics and the resume snapshot, and what the
+    file needs to be used without the data: the preprocessing with its fitted statistics, the
+    classes, and a description of the data (no path on this machine: the file is used elsewhere,
+    where `eval` finds the data by the usual search or `--data`)."""
+    from ..modelfile import save_model
+
+    keep = {"preprocess": data.preprocess, "classes": data.classes_record(), "data": data.description}
+
+    def checkpoint(model, log, metrics, resume=None):
+        log = {**log, "data": data.description}
+        save_model(output, model, log=log, metrics=metrics, **keep,
+                   resume=resume.header if resume else None, optimizer=resume.tensors if resume else None)
+
+    return checkpoint
 
 
 # ----------------------------------------------------------------------------------------------
