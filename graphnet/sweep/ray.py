@@ -170,8 +170,11 @@ def _connect(ray: Any, address: Optional[str], cpus: int) -> str:
 
 # Ray Client's server starts a server process for each client, and that process sometimes dies
 # at once (an empty log; Ray forks it from a gRPC server, running Python in the child): seen
-# for about one connection in 20 on a busy 2-core machine. The next connection starts another.
-_CLIENT_SERVER_FAILED = "Starting Ray client server failed"
+# for about one connection in 20 on a busy 2-core machine. Under heavy load the new process
+# also sometimes refuses the first data stream ("Invalid or missing authentication token", the
+# client then reports itself disconnected while connecting). The next connection starts another.
+_CLIENT_TRANSIENT = ("Starting Ray client server failed",
+                     "Ray client has already been disconnected due to an error")
 _CLIENT_TRIES = 3
 
 
@@ -182,7 +185,7 @@ def _init_retrying(ray: Any, address: str, options: dict) -> None:
             ray.init(address=address, **options)
             return
         except ConnectionError as error:
-            if attempt == _CLIENT_TRIES or _CLIENT_SERVER_FAILED not in str(error):
+            if attempt == _CLIENT_TRIES or not any(text in str(error) for text in _CLIENT_TRANSIENT):
                 raise
             ray.shutdown()
 
