@@ -5,9 +5,16 @@ when it is installed), measured side by side in one run.
 
 Every case runs one epoch over the same training data (real MNIST, 55,000 examples, when it is
 found through GRAPHNET_DATA or --data-dir; else Fashion-MNIST from /usr/share/datasets; else
-random images, said in the header) in each implementation, alternating the implementations in
-rounds (the order rotates each round), and prints samples/s (min/median/max over the rounds) and
-the ratio of the medians to the hand-written loop. The cases:
+random images, said in the header) in each implementation, repeated for --rounds rounds, and
+prints samples/s (min/median/max over the rounds) and the ratio to the hand-written loop: the
+median over the rounds of each round's ratio, and the ratio of the medians.
+
+The training epochs of a round run in lockstep: graphnet's epoch is the driver, and after every
+50 of its steps the other implementations run their next 50 steps (from graphnet's progress
+callback, whose time is taken off graphnet's). So every implementation is measured over the same
+seconds of the machine's life, and its speed, which drifts by tens of percent within a minute on
+a shared machine, changes the ratios little. Inference takes turns by passes over the test set
+(4 each per round; the order rotates each round). The cases:
 
   sgd64, sgd256   784-200-100-10 ReLU MLP, softmax cross-entropy, SGD + momentum 0.9,
                   batch 64 / 256;
@@ -78,36 +85,103 @@ def run(args) -> None:
     print(f"BLAS threads: {args.threads} (OPENBLAS/OMP/MKL_NUM_THREADS"
           + (", torch.set_num_threads" if torch else "") + f"); numpy {np.__version__}"
           + (f", torch {torch.__version__}" if torch else ", torch not installed"))
-    print(f"{args.rounds} rounds, implementations alternated (order rotated each round)\n")
+    print(f"{args.rounds} rounds; training epochs in lockstep ({CHUNK} steps each in turn), "
+          f"inference by passes ({INFER_PASSES} each in turn)\n")
     rows = []
     for case in args.only:
-        runners = {"graphnet": graphnet_runner(case, data), "numpy": numpy_runner(case, data)}
+        others = {"numpy": numpy_runner(case, data)}
         if torch is not None:
-            runners["pytorch"] = torch_runner(case, data, torch)
-        names = list(runners)
-        rates: dict[str, list[float]] = {name: [] for name in names}
+            others["pytorch"] = torch_runner(case, data, torch)
+        rates: dict[str, list[float]] = {name: [] for name in ("graphnet", *others)}
         for round_ in range(args.rounds):
-            order = names[round_ % len(names):] + names[: round_ % len(names)]
-            for name in order:
-                rates[name].append(runners[name]())
+            if case == "infer":  # INFER_PASSES passes over the test set each, taking turns
+                runners = {"graphnet": graphnet_runner(case, data), **others}
+                names = list(runners)
+                seconds = dict.fromkeys(names, 0.0)
+                for _ in range(INFER_PASSES):
+                    for name in names[round_ % len(names):] + names[: round_ % len(names)]:
+                        seconds[name] += len(data["x_test"]) / runners[name]()
+                for name in names:
+                    rates[name].append(INFER_PASSES * len(data["x_test"]) / seconds[name])
+            else:
+                for name, rate in lockstep_epoch(graphnet_runner(case, data), others).items():
+                    rates[name].append(rate)
         rows.append((case, rates))
         report(case, rates)
-    print("\nsummary: samples/s relative to the hand-written numpy loop, as the ratio of the "
-          "medians (and of the best rounds, which shared-machine noise disturbs least)")
+    print("\nsummary: samples/s relative to the hand-written numpy loop: the median of the rounds' "
+          "ratios (and the ratio of the medians)")
     for case, rates in rows:
-        base, best = statistics.median(rates["numpy"]), max(rates["numpy"])
-        cells = [f"{name} {statistics.median(r) / base:.2f}x (best {max(r) / best:.2f}x)"
+        cells = [f"{name} {round_ratio(r, rates['numpy']):.2f}x "
+                 f"({statistics.median(r) / statistics.median(rates['numpy']):.2f}x)"
                  for name, r in rates.items() if name != "numpy"]
         print(f"  {case:<8} " + ", ".join(cells))
 
 
+def round_ratio(rates: list[float], base: list[float]) -> float:
+    """The median over the rounds of rates[round] / base[round]."""
+    return statistics.median(a / b for a, b in zip(rates, base))
+
+
+CHUNK = 50  # steps each implementation runs in turn in a lockstep epoch
+INFER_PASSES = 4  # passes over the test set each implementation makes per round, in turns
+
+
+def lockstep_epoch(graphnet_epoch, others: dict) -> dict[str, float]:
+    """One training epoch of each implementation, in lockstep (see the module docstring).
+
+    ``graphnet_epoch(progress)`` trains one epoch through ``train`` and returns (examples,
+    seconds of the epoch as its log says); each of ``others`` is a function that sets up a fresh
+    network and returns an iterator running one training step per ``next`` (yielding the batch
+    size). Returns samples/s by implementation."""
+    steppers = {name: start() for name, start in others.items()}
+    spent = {name: 0.0 for name in others}
+    seen = {name: 0 for name in others}
+
+    def advance(name: str, steps: int | None) -> None:
+        started = time.perf_counter()
+        for count, size in enumerate(steppers[name], 1):
+            seen[name] += size
+            if count == steps:
+                break
+        spent[name] += time.perf_counter() - started
+
+    class Lockstep:
+        """graphnet's progress callback: every CHUNK steps, the others' next CHUNK steps."""
+
+        def __init__(self) -> None:
+            self.steps, self.inside = 0, 0.0
+
+        def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
+            pass
+
+        def step(self, loss: float, samples: int) -> None:
+            self.steps += 1
+            if self.steps % CHUNK == 0:
+                entered = time.perf_counter()
+                for name in steppers:
+                    advance(name, CHUNK)
+                self.inside += time.perf_counter() - entered
+
+        def epoch_end(self, log, best: bool) -> None:
+            pass
+
+    lockstep = Lockstep()
+    examples, seconds = graphnet_epoch(lockstep)
+    for name in steppers:  # whatever is left of their epochs
+        advance(name, None)
+    rates = {"graphnet": examples / (seconds - lockstep.inside)}
+    rates.update({name: seen[name] / spent[name] for name in others})
+    return rates
+
+
 def report(case: str, rates: dict[str, list[float]]) -> None:
-    base = statistics.median(rates["numpy"])
+    base = rates["numpy"]
     print(f"{case}: {DESCRIPTIONS[case]}")
     for name, values in rates.items():
-        median = statistics.median(values)
-        print(f"  {name:<9} samples/s min {min(values):9,.0f}  median {median:9,.0f}  max {max(values):9,.0f}"
-              f"   ratio {median / base:.3f}")
+        ratios = [a / b for a, b in zip(values, base)]
+        print(f"  {name:<9} samples/s min {min(values):9,.0f}  median {statistics.median(values):9,.0f}  "
+              f"max {max(values):9,.0f}   ratio {round_ratio(values, base):.3f} "
+              f"(rounds {min(ratios):.2f}-{max(ratios):.2f})")
 
 
 DESCRIPTIONS = {
@@ -215,9 +289,9 @@ def graphnet_runner(case: str, data: dict):
                     test=Split(data["x_test"][:1000], data["y_test"][:1000]),
                     classes=10, example_shape=(784,), source="bench")
 
-    def epoch() -> float:
-        result = train(spec, prepared=(graph, roles, prepared))
-        return result.epochs[0].samples_per_second
+    def epoch(progress) -> tuple[float, float]:
+        log = train(spec, prepared=(graph, roles, prepared), progress=progress).epochs[0]
+        return log.samples_per_second * log.seconds, log.seconds  # examples, seconds
 
     return epoch
 
@@ -358,9 +432,8 @@ class HandMLP:
                 nd = deltas[i - 1]
                 np.matmul(d, P[f"w{i}"].T, out=nd)
                 if self.dropout:
-                    nd *= masks[i - 1]  # relu'(h) * mask: the mask is 0 wherever relu was
-                else:
-                    nd *= acts[i - 1] > 0
+                    nd *= masks[i - 1]  # dropout's scaled mask, then relu': the activation is
+                nd *= acts[i - 1] > 0  # > 0 exactly where relu passed (and dropout kept) it
                 d = nd
         if not (math.isfinite(loss) and math.isfinite(float(np.dot(self.flat.g, self.flat.ones)))):
             raise FloatingPointError("diverged")
@@ -452,20 +525,22 @@ def numpy_runner(case: str, data: dict):
 
         return infer
 
-    def epoch() -> float:
+    def start():
         net = HandSkip(batch) if sizes == "skip" else HandMLP(sizes, optimizer, batch, dropout)
         rng = np.random.default_rng([0, epochs[0]])
         epochs[0] += 1
-        started = time.perf_counter()
+        return steps(net, rng)
+
+    def steps(net, rng):
         order = rng.permutation(len(x))
         loss_sum = 0.0
         for start in range(0, len(x), batch):
             index = order[start : start + batch]
             xb, yb = x[index], y[index]
             loss_sum += net.step(xb, yb, LR[optimizer]) * len(xb)
-        return len(x) / (time.perf_counter() - started)
+            yield len(xb)
 
-    return epoch
+    return start
 
 
 # ----------------------------------------------------------------------------------------------
@@ -517,11 +592,13 @@ def torch_runner(case: str, data: dict, torch):
         return infer
     x, y = torch.from_numpy(data["x_train"]), torch.from_numpy(data["y_train"].astype(np.int64))
 
-    def epoch() -> float:
+    def start():
         net = make().train()
         opt = (torch.optim.SGD(net.parameters(), lr=LR["sgd"], momentum=MOMENTUM) if optimizer == "sgd"
                else torch.optim.Adam(net.parameters(), lr=LR["adam"]))
-        started = time.perf_counter()
+        return steps(net, opt)
+
+    def steps(net, opt):
         order = torch.randperm(len(x))
         for start in range(0, len(x), batch):
             index = order[start : start + batch]
@@ -530,9 +607,9 @@ def torch_runner(case: str, data: dict, torch):
             loss.backward()
             opt.step()
             float(loss.detach())
-        return len(x) / (time.perf_counter() - started)
+            yield len(index)
 
-    return epoch
+    return start
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ array an op returned or received as ``dy``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Mapping
 
 import numpy as np
@@ -28,8 +29,11 @@ from .errors import GradientError, GraphnetError, OpError, TrainingError, did_yo
 from .graph import Graph, Node, group_inputs
 from .op import Context
 
+# the gradient buffers of a node without parameters: none (read-only, so no op writes into it)
+_NO_GRADS: Mapping[str, np.ndarray] = MappingProxyType({})
 
-@dataclass(eq=False)
+
+@dataclass(eq=False, slots=True)
 class Step:
     """One node of the plan with what backward owes: the roles and parameters that need a
     gradient (``wants``)."""
@@ -39,6 +43,12 @@ class Step:
     wants: frozenset[str]
     allowed: frozenset[str]  # names backward may return gradients for: input roles, parameters
     takes_out: bool = False  # backward takes ``out`` (parameter gradient buffers)
+    # looked up once instead of every step: the node's name, its op's methods, and the shape
+    # its output must have (``expected`` is the per-sample shape; None for a loss, shape ())
+    name: str = ""
+    forward: Any = None
+    backward: Any = None
+    expected: tuple[int, ...] | None = None
     # (role, source) of each input, or None for a node with a variadic role (grouped per call)
     sources: tuple[tuple[str, str], ...] | None = None
     # the parameters' names, looked up once instead of every step
@@ -46,9 +56,10 @@ class Step:
     # the edges from other nodes whose role backward owes a gradient, with whether that source
     # node takes one (a variadic role may mix sources that need a gradient and not)
     grad_edges: tuple[tuple[Any, bool], ...] = ()
+    fixed_roles: bool = True  # no variadic role: backward returns one array per wanted name
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class BackwardPlan:
     """The steps whose backward runs for one set of seeds, in reverse topological order, and the
     (node, parameter) pairs whose gradient they write."""
@@ -57,7 +68,7 @@ class BackwardPlan:
     params: frozenset[tuple[str, str]]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Plan:
     """What computing a set of outputs takes: the steps in topological order, the graph inputs
     they read (sorted), and the backward plans met so far (seed names -> plan)."""
@@ -65,9 +76,11 @@ class Plan:
     steps: list[Step]
     inputs: list[str]
     backward: dict[frozenset[str], BackwardPlan] = field(default_factory=dict)
+    # batch size -> the shape each step's output must have, in step order (see output_shapes)
+    shapes: dict[int | None, list[tuple]] = field(default_factory=dict)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Tape:
     """What one forward pass leaves for its backward: the plan it ran, the outputs it was asked
     for, every value it computed (node outputs and the batch inputs it read, by name) and what
@@ -88,6 +101,9 @@ class Executor:
         self.graph = graph
         self.dtype = np.dtype(dtype)
         self._plans: dict[tuple[str, ...], Plan] = {}  # a cache: plans depend on the graph only
+        # the inputs whose values are cast to the model dtype
+        self._float_inputs = frozenset(name for name, kind in graph.input_dtypes.items()
+                                       if kind.startswith("float"))
 
     # -- planning ---------------------------------------------------------------------------
 
@@ -115,8 +131,11 @@ class Executor:
                     wants = self._wants(node)
                     grad_edges = tuple((e, self.graph.nodes[e.source].needs_grad) for e in node.edges
                                        if e.role in wants and e.source in self.graph.nodes)
-                    steps.append(Step(node, index, wants, allowed, takes_out, sources,
-                                      tuple(p.name for p in node.params), grad_edges))
+                    steps.append(Step(
+                        node, index, wants, allowed, takes_out, node.name, node.op.forward,
+                        node.op.backward, None if node.op.reduces_batch else node.shape, sources,
+                        tuple(p.name for p in node.params), grad_edges, not node.op.variadic,
+                    ))
                     inputs.update(e.source for e in node.edges if e.source in self.graph.inputs)
             self._plans[outputs] = Plan(steps, sorted(inputs))
         return self._plans[outputs]
@@ -174,21 +193,25 @@ class Executor:
         updates: dict[str, dict[str, np.ndarray]] = {}
         state = state or {}
         dtype = self.dtype
-        # This loop runs every training step: what can be looked up once is in the plan's steps.
-        for item in plan.steps:
+        shapes = plan.shapes.get(batch_size) or self.output_shapes(plan, batch_size)
+        # This loop runs every training step: what can be looked up once is in the plan's steps,
+        # and the common case of each check is one comparison (the methods say what is wrong).
+        for item, expected in zip(plan.steps, shapes):
             node = item.node
             if item.sources is None:
                 arrays = group_inputs(node, values.__getitem__)
             else:
-                arrays = {role: values[source] for role, source in item.sources}
-            node_params = params.get(node.name)
+                arrays = {}
+                for role, source in item.sources:
+                    arrays[role] = values[source]
+            node_params = params.get(item.name)
             if node_params:
                 arrays.update(node_params)
             # the generator is built only if the op draws (dropout): building one costs ~20 us
-            current = state.get(node.name)
+            current = state.get(item.name)
             ctx = Context(training, dtype=dtype, seed=(seed, step, item.index), state=current)
             try:
-                out, kept = node.op.forward(node.attrs, ctx, **arrays)
+                out, kept = item.forward(node.attrs, ctx, **arrays)
             except GraphnetError:
                 raise
             except Exception as error:
@@ -196,17 +219,18 @@ class Executor:
                     f"op '{node.op.name}' failed in forward: {type(error).__name__}: {error}",
                     path=f"nodes.{node.name}",
                 ) from error
-            self._check_output(node, out, batch_size)
+            if not (isinstance(out, np.ndarray) and out.shape == expected and out.dtype == dtype):
+                self._check_output(item, out, expected)
             if check_finite and not np.all(np.isfinite(out)):
                 raise TrainingError(
                     f"output of node '{node.name}' (op {node.op.name}) is not finite",
                     path=f"nodes.{node.name}",
                 )
-            values[node.name] = out
-            saved[node.name] = kept
+            values[item.name] = out
+            saved[item.name] = kept
             if ctx.updates:
                 self._check_updates(node, ctx.updates, current or {})
-                updates[node.name] = ctx.updates
+                updates[item.name] = ctx.updates
         return Tape(plan, outputs, values, saved, training, updates)
 
     def _check_updates(self, node: Node, updates: dict[str, Any], current: Mapping[str, np.ndarray]) -> None:
@@ -241,27 +265,43 @@ class Executor:
     ) -> tuple[dict[str, np.ndarray], int | None]:
         """The batch arrays the plan reads (floats cast to the model dtype) and the batch size
         (None when the plan reads no input)."""
-        missing = [name for name in names if name not in batch]
-        if missing:
-            raise self._missing_inputs(batch, missing, outputs)
         arrays = {}
+        size = None
+        shapes, dtype = self.graph.inputs, self.dtype
         for name in names:
-            array = np.asarray(batch[name])
-            expected = self.graph.inputs[name]
-            if tuple(array.shape[1:]) != expected:
-                raise GraphnetError(
-                    f"input '{name}' has per-sample shape {list(array.shape[1:])}, "
-                    f"the graph expects {list(expected)} (array shape {list(array.shape)})",
-                    path=f"inputs.{name}",
-                    hint="the first axis is the batch; reshape the data",
-                )
-            if self.graph.input_dtypes[name].startswith("float"):
-                array = array.astype(self.dtype, copy=False)
+            if name not in batch:
+                raise self._missing_inputs(batch, [n for n in names if n not in batch], outputs)
+            array = batch[name]
+            if type(array) is not np.ndarray:
+                array = np.asarray(array)
+            shape = array.shape
+            if not shape or shape[1:] != shapes[name]:
+                raise self._input_error(name, array)
+            if name in self._float_inputs and array.dtype is not dtype and array.dtype != dtype:
+                array = array.astype(dtype)
+            if size is None:
+                size = shape[0]
+            elif shape[0] != size:
+                sizes = sorted({len(a) for a in arrays.values()} | {shape[0]})
+                raise GraphnetError(f"batch arrays have different lengths: {sizes}")
             arrays[name] = array
-        sizes = {array.shape[0] for array in arrays.values()}
-        if len(sizes) > 1:
-            raise GraphnetError(f"batch arrays have different lengths: {sorted(sizes)}")
-        return arrays, (sizes.pop() if sizes else None)
+        return arrays, size
+
+    def _input_error(self, name: str, array: np.ndarray) -> GraphnetError:
+        """A batch array whose shape does not fit input ``name``: what it is, what is expected."""
+        expected = list(self.graph.inputs[name])
+        if array.ndim == 0:
+            return GraphnetError(
+                f"input '{name}' is a single value (an array of shape []), not a batch",
+                path=f"inputs.{name}",
+                hint=f"give a batch: an array of shape [N] + {expected} (one sample: wrap it, [value])",
+            )
+        return GraphnetError(
+            f"input '{name}' has per-sample shape {list(array.shape[1:])}, "
+            f"the graph expects {expected} (array shape {list(array.shape)})",
+            path=f"inputs.{name}",
+            hint="the first axis is the batch; reshape the data",
+        )
 
     def _missing_inputs(
         self, batch: Mapping[str, np.ndarray], missing: list[str], outputs: tuple[str, ...]
@@ -283,17 +323,24 @@ class Executor:
             hint = f"batch keys: {given}; give the missing arrays, or ask for other outputs=[...]"
         return GraphnetError(f"the batch has no array for {what}, which {need}", hint=hint)
 
-    def _check_output(self, node: Node, out: Any, batch_size: int | None) -> None:
-        """A forward output must be an array of the model dtype and of shape (N, *node.shape),
-        or () for an op that reduces the batch: a wrong shape would broadcast silently later."""
-        if node.op.reduces_batch:
-            expected = ()
-        elif batch_size is None:  # nothing fixes N: accept the output's own first axis
-            expected = (out.shape[0] if getattr(out, "ndim", 0) else None,) + node.shape
-        else:
-            expected = (batch_size,) + node.shape
+    def output_shapes(self, plan: Plan, batch_size: int | None) -> list[tuple]:
+        """The shape of each step's output for a batch of ``batch_size``: (N, *node.shape), or ()
+        for an op that reduces the batch (cached). With no batch size (a plan that reads no
+        input) the first axis is None: each output's own (see ``_check_output``)."""
+        if batch_size not in plan.shapes:
+            plan.shapes[batch_size] = [() if item.expected is None else (batch_size,) + item.expected
+                                       for item in plan.steps]
+        return plan.shapes[batch_size]
+
+    def _check_output(self, item: Step, out: Any, expected: tuple) -> None:
+        """A forward output must be an array of the model dtype and of shape ``expected``: a
+        wrong shape would broadcast silently later. Raises the error that says what is wrong;
+        accepts any first axis where ``expected`` leaves it open (None)."""
+        if expected and expected[0] is None:  # nothing fixes N: take the output's own
+            expected = (out.shape[0] if getattr(out, "ndim", 0) else None,) + expected[1:]
         if isinstance(out, np.ndarray) and out.shape == expected and out.dtype == self.dtype:
             return
+        node = item.node
         where = f"op '{node.op.name}' (node '{node.name}')"
         rule = "a loss: one number per batch, shape ()" if node.op.reduces_batch else (
             f"per-sample shape {list(node.shape)}"
@@ -322,6 +369,7 @@ class Executor:
         param_grads: Mapping[str, Mapping[str, np.ndarray]],
         *,
         check_finite: bool = False,
+        release: bool = False,
     ) -> BackwardPlan:
         """Backpropagate through the forward that made ``tape``, from ``seeds`` (node -> gradient
         of the objective wrt its output; each must be a node that forward computed).
@@ -330,22 +378,29 @@ class Executor:
         shapes): an op whose backward takes ``out`` writes them there itself, any other op's are
         copied there. Gradients wrt graph inputs are never computed. ``check_finite`` stops at
         the first non-finite gradient, naming the node (the training loop's NaN guard re-runs a
-        failed step with it on).
+        failed step with it on). ``release`` frees the tape as it goes (each node's output and
+        saved arrays once its backward ran), for a caller that will not backpropagate through
+        it again (``Model.train_step``): later allocations reuse memory still in the cache.
         Returns the backward plan that ran (its ``params`` are the gradients written)."""
-        values = tape.values
+        values, saved = tape.values, tape.saved
         grads: dict[str, np.ndarray] = {}
         for name, seed in seeds.items():
             grads[name] = self._seed(tape, name, seed)
         backward_plan = self.backward_plan(tape.plan, frozenset(seeds))
         for item in backward_plan.steps:
             node = item.node
-            dy = grads.pop(node.name)
-            targets = param_grads.get(node.name, {})
+            dy = grads.pop(item.name)
+            if release:  # its consumers' backward ran: nothing needs its output any more
+                kept = saved.pop(item.name)
+                del values[item.name]
+            else:
+                kept = saved[item.name]
+            targets = param_grads.get(item.name, _NO_GRADS)
             try:
                 if item.takes_out:
-                    returned = node.op.backward(node.attrs, tape.saved[node.name], dy, item.wants, out=targets)
+                    returned = item.backward(node.attrs, kept, dy, item.wants, out=targets)
                 else:
-                    returned = node.op.backward(node.attrs, tape.saved[node.name], dy, item.wants)
+                    returned = item.backward(node.attrs, kept, dy, item.wants)
             except GraphnetError:
                 raise
             except Exception as error:
@@ -353,22 +408,25 @@ class Executor:
                     f"op '{node.op.name}' failed in backward: {type(error).__name__}: {error}",
                     path=f"nodes.{node.name}",
                 ) from error
-            self._check_returned(item, returned, targets)
-            for name in item.param_names:
-                g = returned[name]
-                if check_finite and not np.all(np.isfinite(g)):
-                    raise TrainingError(
-                        f"gradient of parameter '{node.name}.{name}' (op {node.op.name}) is not finite",
-                        path=f"nodes.{node.name}",
-                    )
-                target = targets[name]
-                if g is not target:  # written in place by the op, or copied now
-                    np.copyto(target, g)
+            written = self._check_returned(item, returned, targets)
+            if check_finite or not written:
+                for name in item.param_names:
+                    g = returned[name]
+                    if check_finite and not np.all(np.isfinite(g)):
+                        raise TrainingError(
+                            f"gradient of parameter '{node.name}.{name}' (op {node.op.name}) is not finite",
+                            path=f"nodes.{node.name}",
+                        )
+                    target = targets[name]
+                    if g is not target:  # written in place by the op, or copied now
+                        np.copyto(target, g)
             for edge, needs_grad in item.grad_edges:
                 g = returned[edge.role]
                 if edge.index is not None:
                     g = g[edge.index]
-                self._check_shape(node, edge.role, g, values[edge.source].shape, edge.index)
+                shape = values[edge.source].shape
+                if not (isinstance(g, np.ndarray) and g.shape == shape and g.dtype == self.dtype):
+                    self._check_shape(node, edge.role, g, shape, edge.index)
                 if check_finite and not np.all(np.isfinite(g)):
                     raise TrainingError(
                         f"gradient flowing from node '{node.name}' (op {node.op.name}) into "
@@ -406,15 +464,17 @@ class Executor:
                 hint="give one gradient value per output value (or a scalar)",
             ) from None
 
-    def _check_returned(self, item: Step, returned: Any, targets: Mapping[str, np.ndarray]) -> None:
+    def _check_returned(self, item: Step, returned: Any, targets: Mapping[str, np.ndarray]) -> bool:
+        """Backward must return a dict with a gradient for each wanted name and none for unknown
+        names, parameter gradients of the parameters' shapes and a list per variadic role.
+        Returns True in the common case: every parameter gradient written in place (``out``)."""
         node = item.node
-        if type(returned) is dict and returned.keys() <= item.allowed and returned.keys() >= item.wants \
-                and not node.op.variadic:
+        if type(returned) is dict and item.fixed_roles and returned.keys() == item.wants:
             for name in item.param_names:
                 if returned[name] is not targets.get(name):
                     break
             else:
-                return  # the common case, checked cheaply: parameter gradients written in place
+                return True  # checked cheaply: the parameters' gradient buffers were written
         where = f"op '{node.op.name}' (node '{node.name}')"
         if not isinstance(returned, dict):
             raise GradientError(
@@ -445,6 +505,7 @@ class Executor:
                     f"{where} backward must return a list of {count} gradients for variadic role '{role}'",
                     path=f"nodes.{node.name}",
                 )
+        return False
 
     def _check_shape(self, node: Node, name: str, grad: Any, shape: tuple, index: int | None) -> None:
         if isinstance(grad, np.ndarray) and grad.shape == shape and grad.dtype == self.dtype:

@@ -10,6 +10,7 @@ This is the Python API::
     model.params["fc1.w"], model.grads["fc1.w"]                            # views, by name
     model.set_param("fc1.b", np.zeros(800))
     logits = model.forward({"image": x}, outputs=["fc3"])["fc3"]          # no labels needed
+    loss = model.train_step({"image": x, "label": y}, "loss")   # forward + backward, keeps nothing
 
 ``forward`` returns a :class:`ForwardResult`: a read-only mapping of the requested outputs that
 carries its own tape (the values and saved arrays of that pass), so its ``backward`` always
@@ -46,6 +47,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .allocator import keep_freed_memory
 from .errors import GraphnetError
 from .executor import BackwardPlan, Executor, Tape
 from .graph import Graph, Node, build_graph, group_inputs
@@ -73,6 +75,7 @@ class Model:
         self.dtype = np.dtype(dtype)
         self.seed = seed
         self.executor = Executor(graph, self.dtype)
+        keep_freed_memory()  # each step's arrays reuse the last step's pages (see allocator.py)
         self._layout: dict[str, tuple[int, tuple[int, ...]]] = {}
         offset = 0
         for node in graph.nodes.values():
@@ -101,11 +104,13 @@ class Model:
         }
         # backward plan -> the gradients it does not write (zeroed after each backward)
         self._unwritten: dict[BackwardPlan, list[np.ndarray]] = {}
+        self._one = np.ones((), self.dtype)  # a loss's gradient wrt itself (the executor copies it)
         # What model.backward() needs, and needs to refuse an ambiguous call (see its docstring).
         # The model keeps the latest tape, not the latest result: a result refers to its model,
         # and a cycle would keep a dropped model's arrays until the garbage collector runs.
         self._forwards = 0  # forwards run so far: numbers them
-        self._latest: tuple[int, Tape] | None = None  # the most recent forward: number, tape
+        # the most recent forward: number, tape (None after a train_step, which keeps nothing)
+        self._latest: tuple[int, Tape | None] | None = None
         self._training_pending: int | None = None  # number of a training forward not backpropagated
         self._set_decay_mask()
         if initialize:
@@ -229,14 +234,37 @@ class Model:
             training=training, seed=self.seed, step=step, check_finite=check_finite,
             state=self._node_state,
         )
-        for node, updates in tape.updates.items():  # new op state: training forwards only
-            for key, value in updates.items():
-                np.copyto(self._node_state[node][key], value)
+        self._keep_state(tape)
         self._forwards += 1
         self._latest = (self._forwards, tape)
         if training:
             self._training_pending = self._forwards
         return ForwardResult(self, tape, self._forwards)
+
+    def train_step(self, batch: Mapping[str, np.ndarray], loss: str = "loss", *, step: int = 0) -> np.ndarray:
+        """One training step's gradients: ``out = forward(batch, [loss], training=True, step=step)``
+        then ``out.backward(loss)``, keeping nothing of the pass. Returns the loss value.
+
+        Its arrays are freed when it returns, so a training loop holds one step's activations,
+        not two (the next step reuses memory still in the cache). Like any forward it becomes the
+        most recent one: ``model.backward()`` after it refuses (the gradients are in
+        ``model.grads`` already)."""
+        tape = self.executor.forward(
+            batch, self._node_params, (loss,), training=True, seed=self.seed, step=step,
+            state=self._node_state,
+        )
+        self._keep_state(tape)
+        self._forwards += 1
+        self._latest = (self._forwards, None)
+        self._training_pending = None
+        value = tape.values[loss]
+        self._backward(self._forwards, tape, loss, False, release=True)
+        return value
+
+    def _keep_state(self, tape: Tape) -> None:
+        for node, updates in tape.updates.items():  # new op state: training forwards only
+            for key, value in updates.items():
+                np.copyto(self._node_state[node][key], value)
 
     def backward(
         self, loss: str | Mapping[str, np.ndarray] = "loss", *, check_finite: bool = False
@@ -259,6 +287,13 @@ class Model:
                 hint="run out = model.forward(batch, training=True), then out.backward('loss')",
             )
         number, tape = self._latest
+        if tape is None:
+            raise GraphnetError(
+                "model.backward() after model.train_step(): the step kept nothing to backpropagate "
+                "through, and its gradients are in model.grads already",
+                hint="to backpropagate yourself, run out = model.forward(batch, training=True), "
+                     "then out.backward('loss')",
+            )
         if self._training_pending is not None and self._training_pending != number:
             later = self._forwards - self._training_pending
             raise GraphnetError(
@@ -271,12 +306,14 @@ class Model:
         self._backward(number, tape, loss, check_finite)
 
     def _backward(
-        self, number: int, tape: Tape, loss: str | Mapping[str, np.ndarray], check_finite: bool
+        self, number: int, tape: Tape, loss: str | Mapping[str, np.ndarray], check_finite: bool,
+        release: bool = False,
     ) -> None:
         """Gradients of forward ``number`` (its ``tape``) into ``model.grads``; the gradients of
         parameters off the path to the loss are set to zero."""
-        seeds = {loss: np.ones((), self.dtype)} if isinstance(loss, str) else dict(loss)
-        plan = self.executor.backward(tape, seeds, self._node_grads, check_finite=check_finite)
+        seeds = {loss: self._one} if isinstance(loss, str) else dict(loss)
+        plan = self.executor.backward(tape, seeds, self._node_grads, check_finite=check_finite,
+                                      release=release)
         if plan not in self._unwritten:  # the same for every backward of this plan
             self._unwritten[plan] = [
                 self._node_grads[node][param]

@@ -278,6 +278,8 @@ class Context:
     ``updates`` while training and ignored otherwise (see the module docstring, "State").
     """
 
+    __slots__ = ("training", "dtype", "_rng", "_seed", "state", "updates")  # made per node per step
+
     def __init__(
         self,
         training: bool,
@@ -288,7 +290,7 @@ class Context:
         state: Mapping[str, np.ndarray] | None = None,
     ) -> None:
         self.training = training
-        self.dtype = np.dtype(dtype)
+        self.dtype = dtype if isinstance(dtype, np.dtype) else np.dtype(dtype)
         self._rng = rng
         self._seed = seed
         self.state: Mapping[str, np.ndarray] = state if state is not None else {}

@@ -179,12 +179,82 @@ def test_backward_through_an_earlier_forward_uses_its_own_dropout_mask():
     np.testing.assert_array_equal(model.flat_grads, alone)
 
 
+def test_train_step_is_a_training_forward_and_its_backward():
+    model = skip_model()
+    batch = skip_batch(2)
+    expected = skip_reference(model, batch)
+    loss = model.train_step(batch, "loss")
+    np.testing.assert_allclose(loss, expected["loss"], rtol=1e-12)
+    assert_grads(model, expected)
+    # with dropout: the same mask as a training forward of the same step
+    model = Model.from_spec(load_spec(SPECS_DIR / "fashion-mlp.yaml"), seed=0, dtype="float64")
+    rng = np.random.default_rng(0)
+    batch = {"image": rng.uniform(0, 1, (6, 784)), "label": np.arange(6)}
+    out = model.forward(batch, training=True, step=7)
+    out.backward("loss")
+    grads = model.flat_grads.copy()
+    model.flat_grads[...] = 0
+    assert model.train_step(batch, "loss", step=7) == out["loss"]
+    np.testing.assert_array_equal(model.flat_grads, grads)
+    # an earlier result keeps its own pass
+    other = {"image": rng.uniform(0, 1, (6, 784)), "label": np.arange(6)[::-1].copy()}
+    model.train_step(other, "loss", step=8)
+    out.backward("loss")
+    np.testing.assert_array_equal(model.flat_grads, grads)
+
+
+def test_model_backward_after_train_step_refuses():
+    model = skip_model()
+    model.forward(skip_batch(0), training=True)  # a training forward not backpropagated ...
+    model.train_step(skip_batch(1), "loss")  # ... then a step, which keeps nothing
+    with pytest.raises(GraphnetError) as info:
+        model.backward("loss")
+    assert info.value.message == (
+        "model.backward() after model.train_step(): the step kept nothing to backpropagate "
+        "through, and its gradients are in model.grads already"
+    )
+    with pytest.raises(GraphnetError, match="'nope' is not a node"):
+        model.train_step(skip_batch(1), "nope")
+    with pytest.raises(GraphnetError, match="the batch has no array for input 't'"):
+        model.train_step({"x": skip_batch(1)["x"]}, "loss")
+    model.forward(skip_batch(0), training=True).backward("loss")  # forwards work as before
+    model.backward("loss")
+
+
+def test_train_step_frees_its_pass_when_it_returns():
+    # the tape's arrays (activations, what ops saved) go when the step returns, not at the next
+    model = skip_model()
+    kept = []
+    relu = model.graph.nodes["r"].op
+    forward = relu.forward
+
+    def watched(attrs, ctx, x):
+        out, saved = forward(attrs, ctx, x)
+        kept.append(weakref.ref(out))
+        return out, saved
+
+    relu.forward = watched  # on this op instance only (before the plan is made)
+    try:
+        gc.disable()
+        model.train_step(skip_batch(0), "loss")
+        assert kept and kept[0]() is None
+        out = model.forward(skip_batch(0), training=True)  # a result keeps its pass ...
+        out.backward("loss")
+        assert kept[1]() is not None
+        del out
+        model.forward(skip_batch(1), outputs=["y"])  # ... and the model its latest forward
+        assert kept[1]() is None
+    finally:
+        gc.enable()
+        del relu.forward
+
+
 def test_the_executor_keeps_nothing_of_a_call():
     model = skip_model()
     before = dict(vars(model.executor))
     out = model.forward(skip_batch(0), training=True)
     out.backward("loss")
-    assert set(vars(model.executor)) == set(before) == {"graph", "dtype", "_plans"}
+    assert set(vars(model.executor)) == set(before) == {"graph", "dtype", "_float_inputs", "_plans"}
     # the plan cache holds plans (a function of the graph and the outputs asked for), no arrays
     assert list(model.executor._plans) == [("y", "loss")]
     assert all(isinstance(plan, Plan) for plan in model.executor._plans.values())

@@ -691,6 +691,14 @@ def test_batch_errors():
         model.forward({"image": rng.standard_normal((2, 784)), "label": np.zeros(3, int)})
     with pytest.raises(GraphnetError, match="'nope' is not a node"):
         model.forward({"image": rng.standard_normal((2, 784))}, ["nope"])
+    with pytest.raises(GraphnetError) as info:  # one label, not a batch of one
+        model.forward({"image": rng.standard_normal((1, 784)), "label": np.array(3)})
+    assert info.value.message == "input 'label' is a single value (an array of shape []), not a batch"
+    assert info.value.path == "inputs.label"
+    assert info.value.hint == "give a batch: an array of shape [N] + [] (one sample: wrap it, [value])"
+    # lists and integer images are taken as arrays, the image cast to the model's dtype
+    out = model.forward({"image": [[0] * 784, [1] * 784], "label": [3, 4]})
+    assert out["loss"].dtype == np.float32 and out["loss"].shape == ()
 
 
 def test_only_the_needed_nodes_run():

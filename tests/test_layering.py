@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "graphnet"
 # import only parts of lower layers.
 LAYERS = [
     ["errors"],
-    ["atomic", "spec", "op", "labels", "images"],
+    ["atomic", "allocator", "spec", "op", "labels", "images"],
     ["registry", "ops"],
     ["graph"],
     ["executor"],

@@ -20,7 +20,10 @@ class Sigmoid(Elementwise):
         return s, s
 
     def backward(self, attrs, saved, dy):
-        return {"x": dy * saved * (1 - saved)}
+        grad = 1 - saved  # one new array, worked on in place: (1 - s) s dy
+        grad *= saved
+        grad *= dy
+        return {"x": grad}
 
     def onnx(self, attrs, b, inputs, params):
         return b.node("Sigmoid", [inputs["x"]])
