@@ -75,6 +75,7 @@ class Plan:
 
     steps: list[Step]
     inputs: list[str]
+    frees: list[tuple[str, ...]]  # per step: the values no later step reads (outputs excepted)
     backward: dict[frozenset[str], BackwardPlan] = field(default_factory=dict)
     # batch size -> the shape each step's output must have, in step order (see output_shapes)
     shapes: dict[int | None, list[tuple]] = field(default_factory=dict)
@@ -137,7 +138,15 @@ class Executor:
                         tuple(p.name for p in node.params), grad_edges, not node.op.variadic,
                     ))
                     inputs.update(e.source for e in node.edges if e.source in self.graph.inputs)
-            self._plans[outputs] = Plan(steps, sorted(inputs))
+            last = {}  # value name -> the position of the last step that reads it
+            for position, item in enumerate(steps):
+                for edge in item.node.edges:
+                    last[edge.source] = position
+            frees = [[] for _ in steps]
+            for name, position in last.items():
+                if name not in outputs:
+                    frees[position].append(name)
+            self._plans[outputs] = Plan(steps, sorted(inputs), [tuple(names) for names in frees])
         return self._plans[outputs]
 
     def _wants(self, node: Node) -> frozenset[str]:
@@ -181,12 +190,16 @@ class Executor:
         step: int = 0,
         check_finite: bool = False,
         state: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+        keep: bool = True,
     ) -> Tape:
         """Compute ``outputs`` for ``batch``; ``params[node][param]`` are the node parameters and
         ``state[node][name]`` the ops' state (``ctx.state``).
 
         Returns the tape (``tape.values[name]`` for each output) that ``backward`` needs; in
-        training, ``tape.updates[node][name]`` holds the new state values the ops gave."""
+        training, ``tape.updates[node][name]`` holds the new state values the ops gave.
+        ``keep=False`` is a pass nothing will backpropagate through (``Model.predict``): nothing
+        the ops save is kept, and every value is freed after the last step that reads it, so
+        the tape holds the outputs only."""
         plan = self.plan(outputs)
         values, batch_size = self._batch_inputs(batch, plan.inputs, outputs)
         saved: dict[str, Any] = {}
@@ -196,7 +209,7 @@ class Executor:
         shapes = plan.shapes.get(batch_size) or self.output_shapes(plan, batch_size)
         # This loop runs every training step: what can be looked up once is in the plan's steps,
         # and the common case of each check is one comparison (the methods say what is wrong).
-        for item, expected in zip(plan.steps, shapes):
+        for item, expected, frees in zip(plan.steps, shapes, plan.frees):
             node = item.node
             if item.sources is None:
                 arrays = group_inputs(node, values.__getitem__)
@@ -227,7 +240,12 @@ class Executor:
                     path=f"nodes.{node.name}",
                 )
             values[item.name] = out
-            saved[item.name] = kept
+            if keep:
+                saved[item.name] = kept
+            else:
+                del kept
+                for name in frees:
+                    del values[name]
             if ctx.updates:
                 self._check_updates(node, ctx.updates, current or {})
                 updates[item.name] = ctx.updates

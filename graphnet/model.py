@@ -11,6 +11,7 @@ This is the Python API::
     model.set_param("fc1.b", np.zeros(800))
     logits = model.forward({"image": x}, outputs=["fc3"])["fc3"]          # no labels needed
     loss = model.train_step({"image": x, "label": y}, "loss")   # forward + backward, keeps nothing
+    model.predict({"image": x}, ["fc3"])["fc3"]                  # forward only, keeps nothing
 
 ``forward`` returns a :class:`ForwardResult`: a read-only mapping of the requested outputs that
 carries its own tape (the values and saved arrays of that pass), so its ``backward`` always
@@ -109,8 +110,8 @@ class Model:
         # The model keeps the latest tape, not the latest result: a result refers to its model,
         # and a cycle would keep a dropped model's arrays until the garbage collector runs.
         self._forwards = 0  # forwards run so far: numbers them
-        # the most recent forward: number, tape (None after a train_step, which keeps nothing)
-        self._latest: tuple[int, Tape | None] | None = None
+        # the most recent forward: number, tape (or the name of the method that kept none)
+        self._latest: tuple[int, Tape | str] | None = None
         self._training_pending: int | None = None  # number of a training forward not backpropagated
         self._set_decay_mask()
         if initialize:
@@ -255,11 +256,25 @@ class Model:
         )
         self._keep_state(tape)
         self._forwards += 1
-        self._latest = (self._forwards, None)
+        self._latest = (self._forwards, "train_step")
         self._training_pending = None
         value = tape.values[loss]
         self._backward(self._forwards, tape, loss, False, release=True)
         return value
+
+    def predict(
+        self, batch: Mapping[str, np.ndarray], outputs: list[str] | tuple[str, ...] | None = None
+    ) -> dict[str, np.ndarray]:
+        """The requested outputs (default: the spec's) of an evaluation forward, as a dict,
+        keeping nothing to backpropagate through: every other array is freed as soon as no
+        later node reads it (``graphnet eval`` and ``predict`` evaluate with it). Like any
+        forward it becomes the most recent one: ``model.backward()`` after it refuses."""
+        names = tuple(dict.fromkeys(outputs if outputs is not None else self.graph.outputs))
+        tape = self.executor.forward(batch, self._node_params, names, seed=self.seed,
+                                     state=self._node_state, keep=False)
+        self._forwards += 1
+        self._latest = (self._forwards, "predict")
+        return {name: tape.values[name] for name in names}
 
     def _keep_state(self, tape: Tape) -> None:
         for node, updates in tape.updates.items():  # new op state: training forwards only
@@ -287,10 +302,10 @@ class Model:
                 hint="run out = model.forward(batch, training=True), then out.backward('loss')",
             )
         number, tape = self._latest
-        if tape is None:
+        if isinstance(tape, str):  # the most recent forward kept nothing
+            done = ", and its gradients are in model.grads already" if tape == "train_step" else ""
             raise GraphnetError(
-                "model.backward() after model.train_step(): the step kept nothing to backpropagate "
-                "through, and its gradients are in model.grads already",
+                f"model.backward() after model.{tape}(): it kept nothing to backpropagate through{done}",
                 hint="to backpropagate yourself, run out = model.forward(batch, training=True), "
                      "then out.backward('loss')",
             )

@@ -210,8 +210,8 @@ def test_model_backward_after_train_step_refuses():
     with pytest.raises(GraphnetError) as info:
         model.backward("loss")
     assert info.value.message == (
-        "model.backward() after model.train_step(): the step kept nothing to backpropagate "
-        "through, and its gradients are in model.grads already"
+        "model.backward() after model.train_step(): it kept nothing to backpropagate through, "
+        "and its gradients are in model.grads already"
     )
     with pytest.raises(GraphnetError, match="'nope' is not a node"):
         model.train_step(skip_batch(1), "nope")
@@ -219,6 +219,51 @@ def test_model_backward_after_train_step_refuses():
         model.train_step({"x": skip_batch(1)["x"]}, "loss")
     model.forward(skip_batch(0), training=True).backward("loss")  # forwards work as before
     model.backward("loss")
+
+
+def test_predict_gives_the_outputs_of_an_evaluation_forward_and_keeps_nothing():
+    model = Model.from_spec(load_spec(SPECS_DIR / "fashion-mlp.yaml"), seed=0, dtype="float64")
+    rng = np.random.default_rng(0)
+    batch = {"image": rng.uniform(0, 1, (6, 784)), "label": np.arange(6)}
+    out = model.forward(batch)  # evaluation: no dropout
+    predicted = model.predict(batch)
+    assert type(predicted) is dict and list(predicted) == list(out)
+    for name in out:
+        np.testing.assert_array_equal(predicted[name], out[name])
+    logits = model.predict({"image": batch["image"]}, ["fc3"])  # no labels needed
+    np.testing.assert_array_equal(logits["fc3"], out["fc3"])
+    with pytest.raises(GraphnetError) as info:
+        model.backward("loss")
+    assert info.value.message == "model.backward() after model.predict(): it kept nothing to backpropagate through"
+    out.backward("loss")  # an earlier result still backpropagates its own pass
+
+
+def test_predict_frees_each_array_after_its_last_reader():
+    model = skip_model()  # h -> r -> y = r + h -> loss
+    relu, mse = model.graph.nodes["r"].op, model.graph.nodes["loss"].op
+    relu_forward, mse_forward = relu.forward, mse.forward
+    outputs, alive = [], []
+
+    def watched_relu(attrs, ctx, x):
+        out, saved = relu_forward(attrs, ctx, x)
+        outputs.append(weakref.ref(out))
+        return out, saved
+
+    def watched_mse(attrs, ctx, **inputs):
+        alive.append(outputs[-1]() is not None)  # is r's output still held when the loss runs?
+        return mse_forward(attrs, ctx, **inputs)
+
+    relu.forward, mse.forward = watched_relu, watched_mse  # these op instances only
+    try:
+        gc.disable()
+        model.predict(skip_batch(0), ["loss"])
+        model.forward(skip_batch(0), ["loss"])  # a forward keeps everything for its backward
+        result = model.predict(skip_batch(0), ["r", "loss"])  # an output is kept
+        assert alive == [False, True, True]
+        assert outputs[-1]() is result["r"]
+    finally:
+        gc.enable()
+        del relu.forward, mse.forward
 
 
 def test_train_step_frees_its_pass_when_it_returns():

@@ -146,7 +146,7 @@ def run_model(model: Any, target: Target, x: np.ndarray) -> np.ndarray:
 
     parts = []
     for start in range(0, len(x), BATCH):
-        out = model.forward({target.x: x[start:start + BATCH]}, [target.node])[target.node]
+        out = model.predict({target.x: x[start:start + BATCH]}, [target.node])[target.node]
         parts.append(np.asarray(out, np.float64).reshape(len(out), -1))
     scores = np.concatenate(parts)
     if target.softmax:

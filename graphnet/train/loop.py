@@ -189,7 +189,7 @@ def evaluate(model: Model, split: Split, roles: Roles, batch_size: int = EVAL_BA
     for start in range(0, len(split), batch_size):
         x = split.x[start : start + batch_size]
         y = split.y[start : start + batch_size]
-        out = model.forward({roles.x: x, roles.y: y}, (roles.loss, roles.predict))
+        out = model.predict({roles.x: x, roles.y: y}, (roles.loss, roles.predict))
         total_loss += float(out[roles.loss]) * len(x)
         predicted = np.argmax(out[roles.predict].reshape(len(x), -1), axis=1)
         truth = y if y.ndim == 1 else np.argmax(y.reshape(len(y), -1), axis=1)
