@@ -290,6 +290,7 @@ class Model:
         instead of guessing when
 
         - no forward has run;
+        - the most recent forward was a ``train_step`` or ``predict``, which keep nothing;
         - the most recent forward did not compute ``loss``;
         - a training forward (``training=True``) has not been backpropagated yet and a later
           forward has run since: ``forward(A, training=True)``, ``forward(B)``, ``backward()``
