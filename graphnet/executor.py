@@ -56,7 +56,6 @@ class Step:
     # the edges from other nodes whose role backward owes a gradient, with whether that source
     # node takes one (a variadic role may mix sources that need a gradient and not)
     grad_edges: tuple[tuple[Any, bool], ...] = ()
-    fixed_roles: bool = True  # no variadic role: backward returns one array per wanted name
 
 
 @dataclass(eq=False, slots=True)
@@ -135,7 +134,7 @@ class Executor:
                     steps.append(Step(
                         node, index, wants, allowed, takes_out, node.name, node.op.forward,
                         node.op.backward, None if node.op.reduces_batch else node.shape, sources,
-                        tuple(p.name for p in node.params), grad_edges, not node.op.variadic,
+                        tuple(p.name for p in node.params), grad_edges,
                     ))
                     inputs.update(e.source for e in node.edges if e.source in self.graph.inputs)
             last = {}  # value name -> the position of the last step that reads it
@@ -169,10 +168,7 @@ class Executor:
                 if item.node.name not in reached or not item.wants:
                     continue
                 steps.append(item)
-                for edge in item.node.edges:
-                    source = self.graph.nodes.get(edge.source)
-                    if edge.role in item.wants and source is not None and source.needs_grad:
-                        reached.add(edge.source)
+                reached.update(edge.source for edge, needs_grad in item.grad_edges if needs_grad)
             params = frozenset((s.node.name, p.name) for s in steps for p in s.node.params)
             plan.backward[seeds] = BackwardPlan(steps, params)
         return plan.backward[seeds]
@@ -206,7 +202,7 @@ class Executor:
         updates: dict[str, dict[str, np.ndarray]] = {}
         state = state or {}
         dtype = self.dtype
-        shapes = plan.shapes.get(batch_size) or self.output_shapes(plan, batch_size)
+        shapes = self.output_shapes(plan, batch_size)
         # This loop runs every training step: what can be looked up once is in the plan's steps,
         # and the common case of each check is one comparison (the methods say what is wrong).
         for item, expected, frees in zip(plan.steps, shapes, plan.frees):
@@ -295,7 +291,7 @@ class Executor:
             shape = array.shape
             if not shape or shape[1:] != shapes[name]:
                 raise self._input_error(name, array)
-            if name in self._float_inputs and array.dtype is not dtype and array.dtype != dtype:
+            if name in self._float_inputs and array.dtype != dtype:
                 array = array.astype(dtype)
             if size is None:
                 size = shape[0]
@@ -487,7 +483,8 @@ class Executor:
         names, parameter gradients of the parameters' shapes and a list per variadic role.
         Returns True in the common case: every parameter gradient written in place (``out``)."""
         node = item.node
-        if type(returned) is dict and item.fixed_roles and returned.keys() == item.wants:
+        # (a node with a variadic role, no sources, returns lists: checked below)
+        if type(returned) is dict and item.sources is not None and returned.keys() == item.wants:
             for name in item.param_names:
                 if returned[name] is not targets.get(name):
                     break
