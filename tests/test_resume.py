@@ -587,7 +587,9 @@ def test_graphnet_run_killed_with_sigkill_then_resumed_ends_as_an_uninterrupted_
             assert child.poll() is None, child.communicate()
             assert time.monotonic() < deadline
             time.sleep(0.005)
-        time.sleep(random.uniform(0.0, 0.3))
+        # anywhere in the next epoch or its checkpoint's write: an epoch's own length, as its log
+        # says (a fixed delay could outlast the 5 epochs left, ~0.25 s on this machine)
+        time.sleep(random.uniform(0.0, read_header(file).log.epochs[-1]["seconds"]))
         child.send_signal(signal.SIGKILL)
         child.communicate(timeout=60)
     finally:
